@@ -1,0 +1,191 @@
+//! A calendar span, the shape of a PostgreSQL `interval`: months, days and
+//! microseconds are kept apart because a month and a day have no fixed length.
+
+use chrono::{DateTime, Duration, Months, Utc};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub months: i32,
+    pub days: i32,
+    pub micros: i64,
+}
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;
+const MICROS_PER_HOUR: i64 = 60 * MICROS_PER_MINUTE;
+
+impl Span {
+    pub fn new(months: i32, days: i32, micros: i64) -> Self {
+        Span { months, days, micros }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.months == 0 && self.days == 0 && self.micros == 0
+    }
+
+    /// Mixed signs (`1 day -1 hour`) are not counted as positive: whether such a
+    /// span moves forward depends on the month and the DST rules it lands in.
+    pub fn is_positive(&self) -> bool {
+        self.months >= 0 && self.days >= 0 && self.micros >= 0 && !self.is_zero()
+    }
+
+    /// `start + k × self`, applied as PostgreSQL adds an interval: months first
+    /// (clamping the day to the month's end), then days, then time. Computing
+    /// from the anchor every time, instead of adding one step to the last slot,
+    /// keeps a monthly task anchored on the 31st from drifting to the 28th.
+    pub fn add_times(&self, start: DateTime<Utc>, k: i64) -> Option<DateTime<Utc>> {
+        let months = i64::from(self.months).checked_mul(k)?;
+        let days = i64::from(self.days).checked_mul(k)?;
+        let micros = self.micros.checked_mul(k)?;
+        let t = start.checked_add_months(Months::new(u32::try_from(months).ok()?))?;
+        let t = t.checked_add_signed(Duration::try_days(days)?)?;
+        t.checked_add_signed(Duration::microseconds(micros))
+    }
+
+    /// The first slot `anchor + k × self`, k ≥ 0, that is at or after `t`.
+    /// Exponential then binary search: O(log k) even after years of downtime.
+    pub fn first_slot_at_or_after(
+        &self,
+        anchor: DateTime<Utc>,
+        t: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        debug_assert!(self.is_positive());
+        if anchor >= t {
+            return Some(anchor);
+        }
+        // Invariant: slot(lo) < t and slot(hi) >= t, or hi overflowed.
+        let mut lo: i64 = 0;
+        let mut hi: i64 = 1;
+        loop {
+            match self.add_times(anchor, hi) {
+                Some(s) if s >= t => break,
+                Some(_) => {
+                    lo = hi;
+                    hi = hi.checked_mul(2)?;
+                }
+                None => break,
+            }
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match self.add_times(anchor, mid) {
+                Some(s) if s < t => lo = mid,
+                _ => hi = mid,
+            }
+        }
+        self.add_times(anchor, hi).filter(|s| *s >= t)
+    }
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+}
+
+/// A canonical text that PostgreSQL's interval input reads back to the same
+/// span, whatever the session's `IntervalStyle`.
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_zero() {
+            return write!(f, "0 seconds");
+        }
+        let mut parts = Vec::new();
+        let (years, months) = (self.months / 12, self.months % 12);
+        for (n, unit) in [(years, "year"), (months, "month"), (self.days, "day")] {
+            if n != 0 {
+                parts.push(plural(n.into(), unit));
+            }
+        }
+        let hours = self.micros / MICROS_PER_HOUR;
+        let minutes = self.micros % MICROS_PER_HOUR / MICROS_PER_MINUTE;
+        let micros = self.micros % MICROS_PER_MINUTE;
+        for (n, unit) in [(hours, "hour"), (minutes, "minute")] {
+            if n != 0 {
+                parts.push(plural(n, unit));
+            }
+        }
+        if micros % MICROS_PER_SECOND != 0 {
+            let secs = format!("{:.6}", micros as f64 / MICROS_PER_SECOND as f64);
+            parts.push(format!("{} seconds", secs.trim_end_matches('0')));
+        } else if micros != 0 {
+            parts.push(plural(micros / MICROS_PER_SECOND, "second"));
+        }
+        write!(f, "{}", parts.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn positivity() {
+        assert!(Span::new(0, 0, 1).is_positive());
+        assert!(Span::new(1, 0, 0).is_positive());
+        assert!(!Span::new(0, 0, 0).is_positive());
+        assert!(!Span::new(0, 0, -5).is_positive());
+        assert!(!Span::new(0, 1, -3_600_000_000).is_positive());
+    }
+
+    #[test]
+    fn display_is_canonical() {
+        assert_eq!(Span::new(0, 0, 10 * MICROS_PER_SECOND).to_string(), "10 seconds");
+        assert_eq!(Span::new(0, 0, MICROS_PER_SECOND).to_string(), "1 second");
+        assert_eq!(Span::new(14, 3, 0).to_string(), "1 year 2 months 3 days");
+        assert_eq!(
+            Span::new(0, 1, 2 * MICROS_PER_HOUR + 30 * MICROS_PER_MINUTE).to_string(),
+            "1 day 2 hours 30 minutes"
+        );
+        assert_eq!(Span::new(0, 0, 1_500_000).to_string(), "1.5 seconds");
+        assert_eq!(Span::new(0, 0, 250).to_string(), "0.00025 seconds");
+        assert_eq!(Span::new(0, 0, 25 * MICROS_PER_HOUR).to_string(), "25 hours");
+    }
+
+    #[test]
+    fn months_do_not_drift() {
+        let monthly = Span::new(1, 0, 0);
+        let jan31 = at(2024, 1, 31, 3, 0, 0);
+        assert_eq!(monthly.add_times(jan31, 1), Some(at(2024, 2, 29, 3, 0, 0)));
+        assert_eq!(monthly.add_times(jan31, 2), Some(at(2024, 3, 31, 3, 0, 0)));
+        assert_eq!(monthly.add_times(jan31, 13), Some(at(2025, 2, 28, 3, 0, 0)));
+    }
+
+    #[test]
+    fn first_slot_is_anchor_when_in_future_or_now() {
+        let s = Span::new(0, 0, 10 * MICROS_PER_SECOND);
+        let a = at(2026, 1, 1, 0, 0, 0);
+        assert_eq!(s.first_slot_at_or_after(a, a), Some(a));
+        assert_eq!(s.first_slot_at_or_after(a, at(2025, 1, 1, 0, 0, 0)), Some(a));
+    }
+
+    #[test]
+    fn first_slot_skips_missed_slots() {
+        let s = Span::new(0, 0, 10 * MICROS_PER_SECOND);
+        let a = at(2026, 1, 1, 0, 0, 0);
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 1, 1, 0, 0, 1)), Some(at(2026, 1, 1, 0, 0, 10)));
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 1, 1, 0, 0, 10)), Some(at(2026, 1, 1, 0, 0, 10)));
+        // A year of downtime is a handful of steps, not three million.
+        assert_eq!(s.first_slot_at_or_after(a, at(2027, 1, 1, 0, 0, 5)), Some(at(2027, 1, 1, 0, 0, 10)));
+    }
+
+    #[test]
+    fn first_slot_with_months_and_days() {
+        let s = Span::new(1, 1, MICROS_PER_HOUR);
+        let a = at(2026, 1, 31, 0, 0, 0);
+        // slots: Jan 31 00:00, Mar 1 01:00 (Feb 28 + 1 day + 1 h), Apr 2 02:00 ...
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 2, 1, 0, 0, 0)), Some(at(2026, 3, 1, 1, 0, 0)));
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 3, 1, 1, 0, 1)), Some(at(2026, 4, 2, 2, 0, 0)));
+    }
+
+    #[test]
+    fn first_slot_overflow_is_none() {
+        let s = Span::new(1200, 0, 0);
+        let a = at(2026, 1, 1, 0, 0, 0);
+        assert_eq!(s.first_slot_at_or_after(a, DateTime::<Utc>::MAX_UTC), None);
+    }
+}
