@@ -1,0 +1,58 @@
+//! mtask's settings. Everything the worker reads at run time goes through here.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+use std::time::Duration;
+
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
+/// define a server-start setting later, in a backend that loads mtask for
+/// CREATE EXTENSION alone, and there it would mean nothing.
+pub fn init(preloading: bool) {
+    if preloading {
+        GucRegistry::define_string_guc(
+            c"mtask.database",
+            c"Database in which mtask's scheduler runs tasks.",
+            c"The scheduler connects to this database at server start; create the extension there.",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"mtask.naptime",
+        c"Longest time the scheduler sleeps between looks at the task table.",
+        c"The scheduler wakes at the earliest next_run_at, or after this long, whichever is sooner.",
+        &NAPTIME_MS,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"mtask.enabled",
+        c"Whether mtask's scheduler runs due tasks.",
+        c"When off, the scheduler keeps running but starts no task; due tasks wait.",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+pub fn database() -> String {
+    DATABASE
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "postgres".into())
+}
+
+pub fn naptime() -> Duration {
+    Duration::from_millis(NAPTIME_MS.get().max(1) as u64)
+}
+
+pub fn enabled() -> bool {
+    ENABLED.get()
+}

@@ -1,0 +1,29 @@
+//! mtask: a task scheduler that runs inside PostgreSQL.
+//!
+//! The functional core (`schedule`, `lifecycle`) is plain Rust; the rest is the
+//! Postgres shell around it. See docs/DESIGN.md.
+
+::pgrx::pg_module_magic!();
+
+mod api;
+mod executor;
+mod guc;
+pub mod lifecycle;
+mod pg_schedule;
+pub mod schedule;
+mod worker;
+
+use pgrx::prelude::*;
+use std::sync::atomic::Ordering;
+
+pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    guc::init(preloading);
+    if preloading {
+        api::PRELOADED.store(true, Ordering::Relaxed);
+        worker::register();
+    }
+}

@@ -1,0 +1,73 @@
+//! The Postgres side of schedules: reads interval literals with Postgres' own
+//! parser, moves instants between `timestamptz` and chrono, and turns schedule
+//! errors into ERRORs with hints.
+
+use crate::schedule::{Schedule, ScheduleError, Span};
+use chrono::{DateTime, Utc};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use std::ffi::CString;
+
+/// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+pub fn to_chrono(ts: TimestampWithTimeZone) -> Option<DateTime<Utc>> {
+    if ts.is_infinity() || ts.is_neg_infinity() {
+        return None;
+    }
+    let pg_micros: i64 = ts.into();
+    DateTime::from_timestamp_micros(pg_micros.checked_add(PG_EPOCH_OFFSET_MICROS)?)
+}
+
+pub fn to_pg(t: DateTime<Utc>) -> TimestampWithTimeZone {
+    let pg_micros = t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS;
+    TimestampWithTimeZone::try_from(pg_micros).expect("a chrono instant fits in timestamptz")
+}
+
+/// Postgres' `interval_in`. A parse error is caught without a subtransaction:
+/// interval input holds no locks, buffers or other resources that would need
+/// one to be released, only palloc'd memory.
+fn read_interval(literal: &str) -> Option<Span> {
+    let c = CString::new(literal).ok()?;
+    PgTryBuilder::new(|| unsafe {
+        pgrx::direct_function_call::<Interval>(
+            pg_sys::interval_in,
+            &[
+                Some(pg_sys::Datum::from(c.as_ptr())),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(-1i32)),
+            ],
+        )
+    })
+    .catch_others(|_| None)
+    .execute()
+    .map(|iv| Span::new(iv.months(), iv.days(), iv.micros()))
+}
+
+pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
+    Schedule::parse(text, read_interval)
+}
+
+pub fn raise(code: PgSqlErrorCode, message: String, hint: String) -> ! {
+    ErrorReport::new(code, message, "mtask")
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report returns control to Postgres")
+}
+
+pub fn parse_or_raise(text: &str) -> Schedule {
+    parse(text).unwrap_or_else(|e| {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message(), e.hint())
+    })
+}
+
+pub fn instant_or_raise(what: &str, ts: TimestampWithTimeZone) -> DateTime<Utc> {
+    to_chrono(ts).unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{what} must be a finite timestamp"),
+            "Use a real point in time, not infinity.".into(),
+        )
+    })
+}

@@ -1,0 +1,93 @@
+//! The scheduler's SQL on `mtask.tasks` and `mtask.runs`: claim one due task,
+//! record how its run went, and find when the next one is due.
+
+use crate::executor::Outcome;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiResult};
+
+#[derive(Debug, Clone)]
+pub struct DueTask {
+    pub id: i64,
+    pub command: String,
+    pub owner: pg_sys::Oid,
+    pub kind: String,
+    pub schedule: Option<String>,
+    pub start_at: TimestampWithTimeZone,
+    pub next_run_at: TimestampWithTimeZone,
+}
+
+/// The partial index on (next_run_at) WHERE status = 'scheduled' makes this
+/// O(due), and SKIP LOCKED lets other claimers pass a task that is running.
+const CLAIM: &str = "
+    SELECT id, command, owner::oid, kind, schedule, start_at, next_run_at
+    FROM mtask.tasks
+    WHERE status = 'scheduled' AND next_run_at <= now()
+    ORDER BY next_run_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED";
+
+const RECORD: &str = "
+    WITH run AS (
+        INSERT INTO mtask.runs (task_id, started_at, finished_at, status, sqlstate, message, rows)
+        VALUES ($1, $2, clock_timestamp(), $3, $4, $5, $6)
+    )
+    UPDATE mtask.tasks SET
+        last_run_at = $2,
+        last_status = $3,
+        last_error = $5,
+        run_count = run_count + 1,
+        failure_count = failure_count + CASE WHEN $3 = 'failed' THEN 1 ELSE 0 END,
+        status = $7,
+        next_run_at = $8
+    WHERE id = $1";
+
+/// Strictly after the claim's now(): a task due by then but not claimed is
+/// locked (running, or held by a user's transaction) and nothing would wake
+/// us when the lock goes, so it is left to the next naptime.
+const NEXT_DUE: &str =
+    "SELECT min(next_run_at) FROM mtask.tasks WHERE status = 'scheduled' AND next_run_at > now()";
+
+pub fn claim(client: &mut SpiClient<'_>) -> SpiResult<Option<DueTask>> {
+    let table = client.update(CLAIM, Some(1), &[])?;
+    if table.is_empty() {
+        return Ok(None);
+    }
+    let row = table.first();
+    let missing = || pgrx::spi::SpiError::InvalidPosition;
+    Ok(Some(DueTask {
+        id: row.get(1)?.ok_or_else(missing)?,
+        command: row.get(2)?.ok_or_else(missing)?,
+        owner: row.get(3)?.ok_or_else(missing)?,
+        kind: row.get(4)?.ok_or_else(missing)?,
+        schedule: row.get(5)?,
+        start_at: row.get(6)?.ok_or_else(missing)?,
+        next_run_at: row.get(7)?.ok_or_else(missing)?,
+    }))
+}
+
+pub fn record(
+    client: &mut SpiClient<'_>,
+    task: &DueTask,
+    started_at: TimestampWithTimeZone,
+    outcome: &Outcome,
+    status: &str,
+    next_run_at: Option<TimestampWithTimeZone>,
+) -> SpiResult<()> {
+    let args: [DatumWithOid; 8] = [
+        task.id.into(),
+        started_at.into(),
+        outcome.status.as_str().into(),
+        outcome.sqlstate.as_deref().into(),
+        outcome.message.as_deref().into(),
+        outcome.rows.into(),
+        status.into(),
+        next_run_at.into(),
+    ];
+    client.update(RECORD, None, &args)?;
+    Ok(())
+}
+
+pub fn next_due(client: &SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
+    client.select(NEXT_DUE, Some(1), &[])?.first().get_one()
+}
