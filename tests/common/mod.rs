@@ -1,0 +1,272 @@
+//! A throwaway PostgreSQL 15 cluster per test: its own data directory, socket
+//! directory and port, with mtask preloaded. Postgres refuses to run as root,
+//! so when the tests run as root the server runs as the `postgres` OS user.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a Postgres server program as a user it will run as.
+fn pg_command(program: &str) -> Command {
+    let path = format!("{PG_BIN}/{program}");
+    if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn check(what: &str, out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn hand_to_postgres(path: &Path) {
+    if running_as_root() {
+        check(
+            "chown",
+            Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).output().unwrap(),
+        );
+    }
+}
+
+/// One initdb per test binary; every cluster starts as a copy of it.
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        remove_stale_templates();
+        let dir = std::env::temp_dir().join(format!("mtask-template-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        hand_to_postgres(&dir);
+        check(
+            "initdb",
+            pg_command("initdb")
+                .args(["-A", "trust", "-N", "--no-instructions", "-U", "postgres", "-D"])
+                .arg(dir.join("data"))
+                .output()
+                .unwrap(),
+        );
+        dir.join("data")
+    })
+}
+
+/// Templates of test runs that have ended; a run's own is left for its life.
+fn remove_stale_templates() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("mtask-template-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+/// A psql error: its SQLSTATE, and the whole text psql printed.
+#[derive(Debug)]
+pub struct SqlError {
+    pub sqlstate: String,
+    pub text: String,
+}
+
+impl Cluster {
+    /// A running cluster with mtask preloaded and `extra` appended to its
+    /// postgresql.conf.
+    pub fn start(extra: &str) -> Cluster {
+        Self::start_with(&format!("shared_preload_libraries = 'mtask'\n{extra}"))
+    }
+
+    /// A running cluster with exactly `conf` added to its postgresql.conf.
+    pub fn start_with(conf: &str) -> Cluster {
+        let n = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("mtask-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        check(
+            "copy template",
+            Command::new("cp").arg("-a").arg(template()).arg(dir.join("data")).output().unwrap(),
+        );
+        let port = free_port();
+        let settings = format!(
+            "\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
+             fsync = off\nmtask.naptime = 100\n{conf}\n",
+            dir.display()
+        );
+        let conf_path = dir.join("data/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&settings);
+        std::fs::write(&conf_path, text).unwrap();
+        hand_to_postgres(&dir);
+        let cluster = Cluster { dir, port };
+        cluster.pg_ctl(&["start", "-w", "-t", "60"]);
+        cluster
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Output {
+        check(
+            &format!("pg_ctl {args:?}"),
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    pub fn stop(&self, mode: &str) {
+        self.pg_ctl(&["stop", "-w", "-t", "60", "-m", mode]);
+    }
+
+    pub fn start_again(&self) {
+        self.pg_ctl(&["start", "-w", "-t", "60"]);
+    }
+
+    pub fn restart(&self) {
+        self.stop("fast");
+        self.start_again();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn psql_in(&self, db: &str, sql: &str) -> Output {
+        Command::new(format!("{PG_BIN}/psql"))
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"])
+            .args(["-h", &self.dir.display().to_string(), "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", db, "-c", sql])
+            .output()
+            .unwrap()
+    }
+
+    /// Runs SQL; Ok(stdout) or Err with the SQLSTATE of the first error.
+    pub fn try_sql_in(&self, db: &str, sql: &str) -> Result<String, SqlError> {
+        let out = self.psql_in(db, sql);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        let sqlstate = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("ERROR:  "))
+            .and_then(|rest| rest.split(':').next())
+            .unwrap_or("")
+            .to_string();
+        Err(SqlError { sqlstate, text: stderr })
+    }
+
+    pub fn try_sql(&self, sql: &str) -> Result<String, SqlError> {
+        self.try_sql_in("postgres", sql)
+    }
+
+    pub fn sql_in(&self, db: &str, sql: &str) -> String {
+        self.try_sql_in(db, sql).unwrap_or_else(|e| panic!("SQL failed: {sql}\n{}", e.text))
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        self.sql_in("postgres", sql)
+    }
+
+    /// What psql printed on stderr (notices and warnings) for a successful statement.
+    pub fn sql_stderr(&self, sql: &str) -> String {
+        self.sql_stderr_in("postgres", sql)
+    }
+
+    pub fn sql_stderr_in(&self, db: &str, sql: &str) -> String {
+        let out = self.psql_in(db, sql);
+        assert!(out.status.success(), "SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Polls `sql` until it returns `expected`, failing after DEADLINE.
+    pub fn wait_for(&self, sql: &str, expected: &str) {
+        self.wait_for_in("postgres", sql, expected)
+    }
+
+    pub fn wait_for_in(&self, db: &str, sql: &str, expected: &str) {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < DEADLINE {
+            match self.try_sql_in(db, sql) {
+                Ok(v) if v == expected => return,
+                Ok(v) => last = v,
+                Err(e) => last = e.text,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for `{sql}` to return {expected:?}; last: {last:?}\nlog:\n{}", self.log());
+    }
+
+    /// The scheduler's pid, once it is running.
+    pub fn scheduler_pid(&self) -> String {
+        let q = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask scheduler'";
+        self.wait_for(q, "1");
+        self.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask scheduler'")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["stop", "-m", "immediate", "-w"])
+            .output();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Asserts that `result` failed with `sqlstate` and that psql printed each of
+/// `needles` (message or hint fragments).
+pub fn assert_error(result: Result<String, SqlError>, sqlstate: &str, needles: &[&str]) {
+    match result {
+        Ok(out) => panic!("expected SQLSTATE {sqlstate}, but it succeeded: {out}"),
+        Err(e) => {
+            assert_eq!(e.sqlstate, sqlstate, "wrong SQLSTATE in:\n{}", e.text);
+            for n in needles {
+                assert!(e.text.contains(n), "{n:?} not in:\n{}", e.text);
+            }
+        }
+    }
+}
