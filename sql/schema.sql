@@ -8,6 +8,7 @@ CREATE TABLE mtask.tasks (
     owner         regrole NOT NULL DEFAULT current_user::regrole,
     kind          text NOT NULL CHECK (kind IN ('once', 'recurring')),
     schedule      text,
+    timezone      text NOT NULL,
     command       text NOT NULL,
     command_type  text NOT NULL DEFAULT 'sql' CHECK (command_type IN ('sql')),
     status        text NOT NULL DEFAULT 'scheduled'
@@ -92,16 +93,18 @@ BEGIN
     ELSE
         schedule_changed := NEW.kind IS DISTINCT FROM OLD.kind
                          OR NEW.schedule IS DISTINCT FROM OLD.schedule
+                         OR NEW.timezone IS DISTINCT FROM OLD.timezone
                          OR NEW.start_at IS DISTINCT FROM OLD.start_at;
     END IF;
 
     -- Only a change of what or when recomputes next_run_at: the scheduler's
     -- own bookkeeping updates, and a user moving next_run_at by hand, stand.
     IF schedule_changed THEN
+        NEW.timezone := mtask._normalize_timezone(NEW.timezone);
         IF NEW.kind = 'recurring' THEN
             NEW.schedule := mtask._normalize_schedule(NEW.schedule);
             NEW.start_at := coalesce(NEW.start_at, now());
-            NEW.next_run_at := mtask._next_run(NEW.schedule, NEW.start_at, now());
+            NEW.next_run_at := mtask._next_run(NEW.schedule, NEW.timezone, NEW.start_at, now());
         ELSIF NEW.kind = 'once' THEN
             IF NEW.schedule IS NOT NULL THEN
                 RAISE EXCEPTION 'one-shot task "%" cannot have a schedule', NEW.name
@@ -167,7 +170,8 @@ CREATE FUNCTION mtask.schedule(
     schedule text,
     command text,
     start_at timestamptz DEFAULT now(),
-    remark text DEFAULT NULL
+    remark text DEFAULT NULL,
+    timezone text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -180,8 +184,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give an interval such as ''10 seconds'', or use mtask.schedule_at for a one-shot task.';
     END IF;
-    INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark)
-    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5)
+    INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone)
+    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;

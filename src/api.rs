@@ -16,17 +16,50 @@ fn normalize_schedule(schedule: Option<&str>) -> String {
     pg_schedule::parse_or_raise(schedule.unwrap_or("")).to_string()
 }
 
-/// The first run of `schedule`, anchored at `anchor`, at or after `not_before`.
+/// The canonical name of a time zone; NULL means `mtask.timezone`.
+#[pg_extern(stable, parallel_safe, name = "_normalize_timezone")]
+fn normalize_timezone(timezone: Option<&str>) -> String {
+    pg_schedule::time_zone_or_raise(timezone).name().to_string()
+}
+
+/// The first run of `schedule` in `timezone`, anchored at `anchor`, at or
+/// after `not_before`.
 #[pg_extern(stable, parallel_safe, name = "_next_run")]
 fn next_run(
     schedule: &str,
+    timezone: &str,
     anchor: TimestampWithTimeZone,
     not_before: TimestampWithTimeZone,
 ) -> Option<TimestampWithTimeZone> {
     let schedule = pg_schedule::parse_or_raise(schedule);
+    let tz = pg_schedule::time_zone_or_raise(Some(timezone));
     let anchor = pg_schedule::instant_or_raise("start_at", anchor);
     let not_before = pg_schedule::instant_or_raise("not_before", not_before);
-    schedule.next_run(anchor, not_before).map(pg_schedule::to_pg)
+    schedule.next_run(anchor, not_before, tz).map(pg_schedule::to_pg)
+}
+
+/// What a schedule will do: its next `n` runs from `from`, for a task
+/// created at `from` in `timezone` (default `mtask.timezone`).
+#[pg_extern(stable, parallel_safe)]
+fn next_runs(
+    schedule: &str,
+    n: default!(i32, 5),
+    from: default!(TimestampWithTimeZone, "now()"),
+    timezone: default!(Option<&str>, "NULL"),
+) -> SetOfIterator<'static, TimestampWithTimeZone> {
+    if !(0..=10_000).contains(&n) {
+        pg_schedule::raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("n must be between 0 and 10000, not {n}"),
+            "Ask for fewer runs at a time, from a later start.".into(),
+        );
+    }
+    let schedule = pg_schedule::parse_or_raise(schedule);
+    let tz = pg_schedule::time_zone_or_raise(timezone);
+    let anchor = pg_schedule::instant_or_raise("from", from);
+    let first = schedule.next_run(anchor, anchor, tz);
+    let runs = std::iter::successors(first, move |prev| schedule.following_run(anchor, *prev, *prev, tz));
+    SetOfIterator::new(runs.take(n as usize).map(pg_schedule::to_pg))
 }
 
 /// Warns when tasks created in this session would not run.

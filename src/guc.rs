@@ -7,6 +7,7 @@ use std::time::Duration;
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
 /// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
 /// define a server-start setting later, in a backend that loads mtask for
@@ -40,6 +41,14 @@ pub fn init(preloading: bool) {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"mtask.timezone",
+        c"Time zone of tasks scheduled without one.",
+        c"An IANA name; cron fields are read as wall-clock time in the task's time zone.",
+        &TIMEZONE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 pub fn database() -> String {
@@ -55,4 +64,11 @@ pub fn naptime() -> Duration {
 
 pub fn enabled() -> bool {
     ENABLED.get()
+}
+
+pub fn timezone() -> String {
+    TIMEZONE
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "UTC".into())
 }

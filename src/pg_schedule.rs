@@ -2,7 +2,9 @@
 //! parser, moves instants between `timestamptz` and chrono, and turns schedule
 //! errors into ERRORs with hints.
 
-use crate::schedule::{Schedule, ScheduleError, Span};
+use crate::guc;
+use crate::schedule::{self, Schedule, ScheduleError, Span};
+use chrono_tz::Tz;
 use chrono::{DateTime, Utc};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -56,10 +58,18 @@ pub fn raise(code: PgSqlErrorCode, message: String, hint: String) -> ! {
     unreachable!("an ERROR report returns control to Postgres")
 }
 
+fn raise_schedule_error(e: ScheduleError) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message(), e.hint())
+}
+
 pub fn parse_or_raise(text: &str) -> Schedule {
-    parse(text).unwrap_or_else(|e| {
-        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message(), e.hint())
-    })
+    parse(text).unwrap_or_else(|e| raise_schedule_error(e))
+}
+
+/// A time zone by name; `None` means the `mtask.timezone` setting.
+pub fn time_zone_or_raise(name: Option<&str>) -> Tz {
+    let name = name.map_or_else(guc::timezone, str::to_string);
+    schedule::time_zone(&name).unwrap_or_else(|e| raise_schedule_error(e))
 }
 
 pub fn instant_or_raise(what: &str, ts: TimestampWithTimeZone) -> DateTime<Utc> {

@@ -2,11 +2,17 @@
 //! Postgres shell hands in the parts only Postgres can read (an interval
 //! literal) and gets back instants.
 
+mod cron;
 mod span;
 
+#[cfg(test)]
+mod conformance_tests;
+
+pub use cron::CronSchedule;
 pub use span::Span;
 
 use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +20,8 @@ pub enum Schedule {
     /// Fixed rate: slots are `start_at + k × span`, so runs never drift by
     /// their own execution time.
     Every(Span),
+    /// Wall-clock times in the task's time zone.
+    Cron(CronSchedule),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +29,17 @@ pub enum ScheduleError {
     Missing,
     Unparsable(String),
     NotPositive(String),
+    CronFieldCount(usize),
+    CronOutOfRange { field: &'static str, value: u32, min: u32, max: u32 },
+    BadCronField { field: &'static str, part: String },
+    UnknownMacro(String),
+    NeverMatches(String),
+    UnknownTimeZone(String),
+}
+
+/// An IANA time zone name, as the tz database spells it.
+pub fn time_zone(name: &str) -> Result<Tz, ScheduleError> {
+    name.trim().parse().map_err(|_| ScheduleError::UnknownTimeZone(name.to_string()))
 }
 
 impl ScheduleError {
@@ -29,6 +48,14 @@ impl ScheduleError {
             ScheduleError::Missing => "a recurring task needs a schedule".into(),
             ScheduleError::Unparsable(s) => format!("invalid schedule \"{s}\""),
             ScheduleError::NotPositive(s) => format!("schedule interval \"{s}\" is not positive"),
+            ScheduleError::CronFieldCount(n) => format!("a cron schedule has 5 or 6 fields, not {n}"),
+            ScheduleError::CronOutOfRange { field, value, min, max } => {
+                format!("{field} {value} is out of range {min}-{max}")
+            }
+            ScheduleError::BadCronField { field, part } => format!("invalid {field} \"{part}\" in cron schedule"),
+            ScheduleError::UnknownMacro(s) => format!("unknown schedule macro \"{s}\""),
+            ScheduleError::NeverMatches(s) => format!("cron schedule \"{s}\" never runs"),
+            ScheduleError::UnknownTimeZone(s) => format!("unknown time zone \"{s}\""),
         }
     }
 
@@ -38,12 +65,27 @@ impl ScheduleError {
                 "Give an interval such as '10 seconds', or use mtask.schedule_at for a one-shot task."
                     .into()
             }
-            ScheduleError::Unparsable(_) => {
-                "A schedule is a PostgreSQL interval such as '30 seconds', '1 hour' or 'every 5 minutes'."
-                    .into()
-            }
+            ScheduleError::Unparsable(_) => "A schedule is a cron expression such as '0 3 * * *' (6 fields \
+                 put seconds first), a macro such as '@daily', or a PostgreSQL interval such as \
+                 '30 seconds' or 'every 5 minutes'."
+                .into(),
             ScheduleError::NotPositive(_) => {
                 "The interval must be greater than zero, with no negative part.".into()
+            }
+            ScheduleError::CronFieldCount(_) => {
+                "Write minute hour day-of-month month day-of-week, optionally with seconds first.".into()
+            }
+            ScheduleError::CronOutOfRange { .. } | ScheduleError::BadCronField { .. } => {
+                "Each field takes *, numbers, ranges a-b, steps /n and lists a,b; day of month also L, LW, nW \
+                 and $; day of week also nL and n#k; months JAN-DEC, days SUN-SAT."
+                    .into()
+            }
+            ScheduleError::UnknownMacro(_) => {
+                "Macros are @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly.".into()
+            }
+            ScheduleError::NeverMatches(_) => "No date matches every field, e.g. 30 February.".into(),
+            ScheduleError::UnknownTimeZone(_) => {
+                "Use an IANA name such as 'Europe/Paris'; SELECT name FROM pg_timezone_names lists them.".into()
             }
         }
     }
@@ -73,12 +115,16 @@ pub fn interval_literal(text: &str) -> Result<&str, ScheduleError> {
 }
 
 impl Schedule {
-    /// Parses a schedule text. `read_interval` is Postgres' own interval input,
-    /// so that every literal Postgres accepts is accepted here too.
+    /// Parses a schedule text: cron if it is written as cron, else an
+    /// interval. `read_interval` is Postgres' own interval input, so that
+    /// every literal Postgres accepts is accepted here too.
     pub fn parse(
         text: &str,
         read_interval: impl FnOnce(&str) -> Option<Span>,
     ) -> Result<Schedule, ScheduleError> {
+        if cron::looks_like_cron(text) {
+            return CronSchedule::parse(text).map(Schedule::Cron);
+        }
         let literal = interval_literal(text)?;
         let span =
             read_interval(literal).ok_or_else(|| ScheduleError::Unparsable(text.to_string()))?;
@@ -88,11 +134,18 @@ impl Schedule {
         Ok(Schedule::Every(span))
     }
 
-    /// The next run at or after `not_before`, for a task whose slots are
-    /// anchored at `anchor`. `None` when no such instant can be represented.
-    pub fn next_run(&self, anchor: DateTime<Utc>, not_before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The next run at or after `not_before`, for a task whose interval slots
+    /// are anchored at `anchor` and whose wall clock is `tz`. `None` when no
+    /// such instant can be represented.
+    pub fn next_run(
+        &self,
+        anchor: DateTime<Utc>,
+        not_before: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Every(span) => span.first_slot_at_or_after(anchor, not_before),
+            Schedule::Every(span) => span.first_slot_at_or_after(anchor, not_before, tz),
+            Schedule::Cron(cron) => cron.next_at_or_after(not_before.max(anchor), tz),
         }
     }
 
@@ -104,9 +157,10 @@ impl Schedule {
         anchor: DateTime<Utc>,
         scheduled: DateTime<Utc>,
         now: DateTime<Utc>,
+        tz: Tz,
     ) -> Option<DateTime<Utc>> {
         let after_scheduled = scheduled.checked_add_signed(Duration::microseconds(1))?;
-        self.next_run(anchor, now.max(after_scheduled))
+        self.next_run(anchor, now.max(after_scheduled), tz)
     }
 }
 
@@ -114,6 +168,7 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Schedule::Every(span) => write!(f, "every {span}"),
+            Schedule::Cron(cron) => write!(f, "{cron}"),
         }
     }
 }
@@ -179,6 +234,12 @@ mod tests {
             ScheduleError::Missing,
             ScheduleError::Unparsable("x".into()),
             ScheduleError::NotPositive("0 s".into()),
+            ScheduleError::CronFieldCount(7),
+            ScheduleError::CronOutOfRange { field: "hour", value: 24, min: 0, max: 23 },
+            ScheduleError::BadCronField { field: "minute", part: "x".into() },
+            ScheduleError::UnknownMacro("@often".into()),
+            ScheduleError::NeverMatches("0 0 31 2 *".into()),
+            ScheduleError::UnknownTimeZone("Europe/Pariss".into()),
         ] {
             assert!(!e.message().is_empty());
             assert!(e.hint().ends_with('.'));
@@ -189,10 +250,14 @@ mod tests {
     fn following_run_keeps_the_rate_and_skips_missed_slots() {
         let s = Schedule::Every(Span::new(0, 0, 10_000_000));
         // On time: the next slot, not "finish time + 10 s".
-        assert_eq!(s.following_run(at(0), at(10), at(13)), Some(at(20)));
+        assert_eq!(s.following_run(at(0), at(10), at(13), Tz::UTC), Some(at(20)));
         // Finished exactly on the slot it was scheduled for: the one after.
-        assert_eq!(s.following_run(at(0), at(10), at(10)), Some(at(20)));
+        assert_eq!(s.following_run(at(0), at(10), at(10), Tz::UTC), Some(at(20)));
         // A run that overran two slots, or a long stop: no burst.
-        assert_eq!(s.following_run(at(0), at(10), at(35)), Some(at(40)));
+        assert_eq!(s.following_run(at(0), at(10), at(35), Tz::UTC), Some(at(40)));
+        // The same for cron: every 10 seconds.
+        let c = Schedule::parse("*/10 * * * * *", seconds).unwrap();
+        assert_eq!(c.following_run(at(0), at(10), at(10), Tz::UTC), Some(at(20)));
+        assert_eq!(c.following_run(at(0), at(10), at(35), Tz::UTC), Some(at(40)));
     }
 }

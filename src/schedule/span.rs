@@ -1,7 +1,8 @@
 //! A calendar span, the shape of a PostgreSQL `interval`: months, days and
 //! microseconds are kept apart because a month and a day have no fixed length.
 
-use chrono::{DateTime, Duration, Months, Utc};
+use chrono::{DateTime, Duration, Months, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +31,23 @@ impl Span {
         self.months >= 0 && self.days >= 0 && self.micros >= 0 && !self.is_zero()
     }
 
-    /// `start + k × self`, applied as PostgreSQL adds an interval: months first
-    /// (clamping the day to the month's end), then days, then time. Computing
-    /// from the anchor every time, instead of adding one step to the last slot,
-    /// keeps a monthly task anchored on the 31st from drifting to the 28th.
-    pub fn add_times(&self, start: DateTime<Utc>, k: i64) -> Option<DateTime<Utc>> {
+    /// `start + k × self`, applied as PostgreSQL adds an interval with its
+    /// TimeZone set to `tz`: months first (clamping the day to the month's
+    /// end) and then days, both on the wall clock, then time as elapsed time.
+    /// So `1 day` keeps 03:00 at 03:00 across DST, and `1 hour` is an hour.
+    /// Computing from the anchor every time, instead of adding one step to the
+    /// last slot, keeps a monthly task anchored on the 31st from drifting.
+    pub fn add_times(&self, start: DateTime<Utc>, k: i64, tz: Tz) -> Option<DateTime<Utc>> {
         let months = i64::from(self.months).checked_mul(k)?;
         let days = i64::from(self.days).checked_mul(k)?;
         let micros = self.micros.checked_mul(k)?;
-        let t = start.checked_add_months(Months::new(u32::try_from(months).ok()?))?;
-        let t = t.checked_add_signed(Duration::try_days(days)?)?;
+        let t = if months == 0 && days == 0 {
+            start
+        } else {
+            let local = start.with_timezone(&tz).naive_local();
+            let local = local.checked_add_months(Months::new(u32::try_from(months).ok()?))?;
+            resolve_local(tz, local.checked_add_signed(Duration::try_days(days)?)?)?
+        };
         t.checked_add_signed(Duration::microseconds(micros))
     }
 
@@ -49,6 +57,7 @@ impl Span {
         &self,
         anchor: DateTime<Utc>,
         t: DateTime<Utc>,
+        tz: Tz,
     ) -> Option<DateTime<Utc>> {
         debug_assert!(self.is_positive());
         if anchor >= t {
@@ -58,7 +67,7 @@ impl Span {
         let mut lo: i64 = 0;
         let mut hi: i64 = 1;
         loop {
-            match self.add_times(anchor, hi) {
+            match self.add_times(anchor, hi, tz) {
                 Some(s) if s >= t => break,
                 Some(_) => {
                     lo = hi;
@@ -69,13 +78,23 @@ impl Span {
         }
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            match self.add_times(anchor, mid) {
+            match self.add_times(anchor, mid, tz) {
                 Some(s) if s < t => lo = mid,
                 _ => hi = mid,
             }
         }
-        self.add_times(anchor, hi).filter(|s| *s >= t)
+        self.add_times(anchor, hi, tz).filter(|s| *s >= t)
     }
+}
+
+/// A wall-clock time as an instant: the earlier one in a fall-back overlap;
+/// in a spring-forward gap, the same wall time shifted past the gap's end.
+fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    // Gaps are whole minutes and at most a day long (Samoa, 2011).
+    (0..=24 * 60).find_map(|m| {
+        let probe = local.checked_add_signed(Duration::minutes(m))?;
+        tz.from_local_datetime(&probe).earliest().map(|t| t.with_timezone(&Utc))
+    })
 }
 
 fn plural(n: i64, unit: &str) -> String {
@@ -150,27 +169,27 @@ mod tests {
     fn months_do_not_drift() {
         let monthly = Span::new(1, 0, 0);
         let jan31 = at(2024, 1, 31, 3, 0, 0);
-        assert_eq!(monthly.add_times(jan31, 1), Some(at(2024, 2, 29, 3, 0, 0)));
-        assert_eq!(monthly.add_times(jan31, 2), Some(at(2024, 3, 31, 3, 0, 0)));
-        assert_eq!(monthly.add_times(jan31, 13), Some(at(2025, 2, 28, 3, 0, 0)));
+        assert_eq!(monthly.add_times(jan31, 1, Tz::UTC), Some(at(2024, 2, 29, 3, 0, 0)));
+        assert_eq!(monthly.add_times(jan31, 2, Tz::UTC), Some(at(2024, 3, 31, 3, 0, 0)));
+        assert_eq!(monthly.add_times(jan31, 13, Tz::UTC), Some(at(2025, 2, 28, 3, 0, 0)));
     }
 
     #[test]
     fn first_slot_is_anchor_when_in_future_or_now() {
         let s = Span::new(0, 0, 10 * MICROS_PER_SECOND);
         let a = at(2026, 1, 1, 0, 0, 0);
-        assert_eq!(s.first_slot_at_or_after(a, a), Some(a));
-        assert_eq!(s.first_slot_at_or_after(a, at(2025, 1, 1, 0, 0, 0)), Some(a));
+        assert_eq!(s.first_slot_at_or_after(a, a, Tz::UTC), Some(a));
+        assert_eq!(s.first_slot_at_or_after(a, at(2025, 1, 1, 0, 0, 0), Tz::UTC), Some(a));
     }
 
     #[test]
     fn first_slot_skips_missed_slots() {
         let s = Span::new(0, 0, 10 * MICROS_PER_SECOND);
         let a = at(2026, 1, 1, 0, 0, 0);
-        assert_eq!(s.first_slot_at_or_after(a, at(2026, 1, 1, 0, 0, 1)), Some(at(2026, 1, 1, 0, 0, 10)));
-        assert_eq!(s.first_slot_at_or_after(a, at(2026, 1, 1, 0, 0, 10)), Some(at(2026, 1, 1, 0, 0, 10)));
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 1, 1, 0, 0, 1), Tz::UTC), Some(at(2026, 1, 1, 0, 0, 10)));
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 1, 1, 0, 0, 10), Tz::UTC), Some(at(2026, 1, 1, 0, 0, 10)));
         // A year of downtime is a handful of steps, not three million.
-        assert_eq!(s.first_slot_at_or_after(a, at(2027, 1, 1, 0, 0, 5)), Some(at(2027, 1, 1, 0, 0, 10)));
+        assert_eq!(s.first_slot_at_or_after(a, at(2027, 1, 1, 0, 0, 5), Tz::UTC), Some(at(2027, 1, 1, 0, 0, 10)));
     }
 
     #[test]
@@ -178,14 +197,26 @@ mod tests {
         let s = Span::new(1, 1, MICROS_PER_HOUR);
         let a = at(2026, 1, 31, 0, 0, 0);
         // slots: Jan 31 00:00, Mar 1 01:00 (Feb 28 + 1 day + 1 h), Apr 2 02:00 ...
-        assert_eq!(s.first_slot_at_or_after(a, at(2026, 2, 1, 0, 0, 0)), Some(at(2026, 3, 1, 1, 0, 0)));
-        assert_eq!(s.first_slot_at_or_after(a, at(2026, 3, 1, 1, 0, 1)), Some(at(2026, 4, 2, 2, 0, 0)));
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 2, 1, 0, 0, 0), Tz::UTC), Some(at(2026, 3, 1, 1, 0, 0)));
+        assert_eq!(s.first_slot_at_or_after(a, at(2026, 3, 1, 1, 0, 1), Tz::UTC), Some(at(2026, 4, 2, 2, 0, 0)));
+    }
+
+    #[test]
+    fn days_keep_wall_time_across_dst_and_hours_are_elapsed() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        // 2026-03-07 03:00 EST is 08:00 UTC; DST starts 2026-03-08 02:00.
+        let start = at(2026, 3, 7, 8, 0, 0);
+        assert_eq!(Span::new(0, 1, 0).add_times(start, 1, ny), Some(at(2026, 3, 8, 7, 0, 0)));
+        assert_eq!(Span::new(0, 0, 24 * MICROS_PER_HOUR).add_times(start, 1, ny), Some(at(2026, 3, 8, 8, 0, 0)));
+        // 02:30 on the DST day does not exist: the first instant after the gap.
+        let before_gap = at(2026, 3, 7, 7, 30, 0); // 02:30 EST
+        assert_eq!(Span::new(0, 1, 0).add_times(before_gap, 1, ny), Some(at(2026, 3, 8, 7, 0, 0)));
     }
 
     #[test]
     fn first_slot_overflow_is_none() {
         let s = Span::new(1200, 0, 0);
         let a = at(2026, 1, 1, 0, 0, 0);
-        assert_eq!(s.first_slot_at_or_after(a, DateTime::<Utc>::MAX_UTC), None);
+        assert_eq!(s.first_slot_at_or_after(a, DateTime::<Utc>::MAX_UTC, Tz::UTC), None);
     }
 }

@@ -178,7 +178,8 @@ fn finish(
             let schedule = pg_schedule::parse_or_raise(text);
             let anchor = pg_schedule::instant_or_raise("start_at", task.start_at);
             let scheduled = pg_schedule::instant_or_raise("next_run_at", task.next_run_at);
-            schedule.following_run(anchor, scheduled, Utc::now())
+            let tz = pg_schedule::time_zone_or_raise(Some(&task.timezone));
+            schedule.following_run(anchor, scheduled, Utc::now(), tz)
         }
         _ => None,
     };

@@ -13,6 +13,7 @@ pub struct DueTask {
     pub owner: pg_sys::Oid,
     pub kind: String,
     pub schedule: Option<String>,
+    pub timezone: String,
     pub start_at: TimestampWithTimeZone,
     pub next_run_at: TimestampWithTimeZone,
 }
@@ -20,7 +21,7 @@ pub struct DueTask {
 /// The partial index on (next_run_at) WHERE status = 'scheduled' makes this
 /// O(due), and SKIP LOCKED lets other claimers pass a task that is running.
 const CLAIM: &str = "
-    SELECT id, command, owner::oid, kind, schedule, start_at, next_run_at
+    SELECT id, command, owner::oid, kind, schedule, timezone, start_at, next_run_at
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now()
     ORDER BY next_run_at, id
@@ -61,8 +62,9 @@ pub fn claim(client: &mut SpiClient<'_>) -> SpiResult<Option<DueTask>> {
         owner: row.get(3)?.ok_or_else(missing)?,
         kind: row.get(4)?.ok_or_else(missing)?,
         schedule: row.get(5)?,
-        start_at: row.get(6)?.ok_or_else(missing)?,
-        next_run_at: row.get(7)?.ok_or_else(missing)?,
+        timezone: row.get(6)?.ok_or_else(missing)?,
+        start_at: row.get(7)?.ok_or_else(missing)?,
+        next_run_at: row.get(8)?.ok_or_else(missing)?,
     }))
 }
 

@@ -1,0 +1,235 @@
+//! Table-driven conformance: expression, time zone, from (inclusive) → the
+//! next instants. Expected values were worked out by hand from the calendar
+//! (1 January 2026 is a Thursday) and the tz rules for 2026: US DST 8 March
+//! and 1 November, EU 29 March and 25 October, Lord Howe (30-minute shift)
+//! 5 April and 4 October, Kolkata none.
+
+use super::{Schedule, ScheduleError, Span, time_zone};
+use chrono::{DateTime, Utc};
+
+/// Stands in for Postgres' interval input for the few literals used here.
+fn interval(literal: &str) -> Option<Span> {
+    match literal {
+        "1 day" => Some(Span::new(0, 1, 0)),
+        "1 hour" => Some(Span::new(0, 0, 3_600_000_000)),
+        _ => None,
+    }
+}
+
+fn instant(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}")).with_timezone(&Utc)
+}
+
+fn runs(expr: &str, tz: &str, from: &str, n: usize) -> Vec<DateTime<Utc>> {
+    let schedule = Schedule::parse(expr, interval).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let tz = time_zone(tz).unwrap();
+    let from = instant(from);
+    std::iter::successors(schedule.next_run(from, from, tz), |prev| {
+        schedule.following_run(from, *prev, *prev, tz)
+    })
+    .take(n)
+    .collect()
+}
+
+const CASES: &[(&str, &str, &str, &[&str])] = &[
+    // Plain fields, lists, ranges, steps.
+    ("0 3 * * *", "UTC", "2026-01-01T00:00:00Z", &["2026-01-01T03:00:00Z", "2026-01-02T03:00:00Z", "2026-01-03T03:00:00Z"]),
+    ("*/15 * * * *", "UTC", "2026-01-01T00:00:00Z", &["2026-01-01T00:00:00Z", "2026-01-01T00:15:00Z", "2026-01-01T00:30:00Z"]),
+    ("5-10/5 * * * *", "UTC", "2026-01-01T00:00:00Z", &["2026-01-01T00:05:00Z", "2026-01-01T00:10:00Z", "2026-01-01T01:05:00Z"]),
+    ("0 0,12 1,15 * *", "UTC", "2026-01-01T06:00:00Z", &["2026-01-01T12:00:00Z", "2026-01-15T00:00:00Z", "2026-01-15T12:00:00Z", "2026-02-01T00:00:00Z"]),
+    ("0 12 * * MON-FRI", "UTC", "2026-01-02T13:00:00Z", &["2026-01-05T12:00:00Z", "2026-01-06T12:00:00Z"]),
+    ("0 0 * 2 *", "UTC", "2026-02-27T00:00:00Z", &["2026-02-27T00:00:00Z", "2026-02-28T00:00:00Z", "2027-02-01T00:00:00Z"]),
+    ("0 0 1 jan *", "UTC", "2026-06-01T00:00:00Z", &["2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"]),
+    // Sunday is 0 and 7.
+    ("0 0 * * 0", "UTC", "2026-01-01T00:00:00Z", &["2026-01-04T00:00:00Z", "2026-01-11T00:00:00Z"]),
+    ("0 0 * * 7", "UTC", "2026-01-01T00:00:00Z", &["2026-01-04T00:00:00Z", "2026-01-11T00:00:00Z"]),
+    ("0 0 * * SUN", "UTC", "2026-01-01T00:00:00Z", &["2026-01-04T00:00:00Z", "2026-01-11T00:00:00Z"]),
+    // Leap years and 29 February.
+    ("0 0 29 2 *", "UTC", "2025-01-01T00:00:00Z", &["2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z"]),
+    ("0 0 29 2 *", "UTC", "2024-01-01T00:00:00Z", &["2024-02-29T00:00:00Z", "2028-02-29T00:00:00Z"]),
+    // Last day of the month: L and pg_cron's $.
+    ("0 0 L * *", "UTC", "2024-01-15T00:00:00Z", &["2024-01-31T00:00:00Z", "2024-02-29T00:00:00Z", "2024-03-31T00:00:00Z", "2024-04-30T00:00:00Z"]),
+    ("0 0 L * *", "UTC", "2026-02-01T00:00:00Z", &["2026-02-28T00:00:00Z", "2026-03-31T00:00:00Z", "2026-04-30T00:00:00Z"]),
+    ("0 0 $ * *", "UTC", "2026-02-01T00:00:00Z", &["2026-02-28T00:00:00Z", "2026-03-31T00:00:00Z", "2026-04-30T00:00:00Z"]),
+    ("0 0 L * *", "UTC", "2026-11-15T00:00:00Z", &["2026-11-30T00:00:00Z", "2026-12-31T00:00:00Z", "2027-01-31T00:00:00Z"]),
+    // Last weekday of the month: nL.
+    ("0 0 * * 5L", "UTC", "2026-01-01T00:00:00Z", &["2026-01-30T00:00:00Z", "2026-02-27T00:00:00Z", "2026-03-27T00:00:00Z"]),
+    ("0 0 * * 1L", "UTC", "2026-01-01T00:00:00Z", &["2026-01-26T00:00:00Z", "2026-02-23T00:00:00Z", "2026-03-30T00:00:00Z"]),
+    // Nth weekday: n#k.
+    ("0 0 * * 1#2", "UTC", "2026-01-01T00:00:00Z", &["2026-01-12T00:00:00Z", "2026-02-09T00:00:00Z", "2026-03-09T00:00:00Z"]),
+    ("0 0 * * FRI#1", "UTC", "2026-01-01T00:00:00Z", &["2026-01-02T00:00:00Z", "2026-02-06T00:00:00Z", "2026-03-06T00:00:00Z"]),
+    ("0 0 * * 0#5", "UTC", "2026-01-01T00:00:00Z", &["2026-03-29T00:00:00Z", "2026-05-31T00:00:00Z"]),
+    // Nearest weekday: W, never across the month boundary.
+    ("0 0 1W * *", "UTC", "2026-02-01T00:00:00Z", &["2026-02-02T00:00:00Z", "2026-03-02T00:00:00Z", "2026-04-01T00:00:00Z"]),
+    ("0 0 15W * *", "UTC", "2026-08-01T00:00:00Z", &["2026-08-14T00:00:00Z", "2026-09-15T00:00:00Z"]),
+    ("0 0 15W * *", "UTC", "2026-11-01T00:00:00Z", &["2026-11-16T00:00:00Z", "2026-12-15T00:00:00Z"]),
+    ("0 0 31W * *", "UTC", "2026-05-01T00:00:00Z", &["2026-05-29T00:00:00Z"]),
+    // Vixie: day of month OR day of week when both are restricted.
+    ("0 0 13 * FRI", "UTC", "2026-01-01T00:00:00Z", &["2026-01-02T00:00:00Z", "2026-01-09T00:00:00Z", "2026-01-13T00:00:00Z", "2026-01-16T00:00:00Z"]),
+    ("0 0 29 2 1", "UTC", "2027-02-15T00:00:00Z", &["2027-02-15T00:00:00Z", "2027-02-22T00:00:00Z", "2028-02-07T00:00:00Z"]),
+    // A field that starts with * is unrestricted: no OR.
+    ("0 0 */1 * MON", "UTC", "2026-01-01T00:00:00Z", &["2026-01-05T00:00:00Z", "2026-01-12T00:00:00Z"]),
+    ("0 0 */2 * MON", "UTC", "2026-01-01T00:00:00Z", &["2026-01-05T00:00:00Z", "2026-01-19T00:00:00Z", "2026-02-09T00:00:00Z"]),
+    ("0 0 1 * */2", "UTC", "2026-01-01T00:00:00Z", &["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", "2026-08-01T00:00:00Z"]),
+    // Macros.
+    ("@yearly", "UTC", "2026-06-01T00:00:00Z", &["2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"]),
+    ("@annually", "UTC", "2026-06-01T00:00:00Z", &["2027-01-01T00:00:00Z"]),
+    ("@monthly", "UTC", "2026-01-15T00:00:00Z", &["2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"]),
+    ("@weekly", "UTC", "2026-01-01T00:00:00Z", &["2026-01-04T00:00:00Z", "2026-01-11T00:00:00Z"]),
+    ("@daily", "UTC", "2026-01-01T00:00:01Z", &["2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"]),
+    ("@midnight", "UTC", "2026-01-01T00:00:01Z", &["2026-01-02T00:00:00Z"]),
+    ("@hourly", "UTC", "2026-01-01T00:30:00Z", &["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"]),
+    // Seconds first in 6 fields.
+    ("*/20 * * * * *", "UTC", "2026-01-01T00:00:05Z", &["2026-01-01T00:00:20Z", "2026-01-01T00:00:40Z", "2026-01-01T00:01:00Z"]),
+    ("30 0 0 * * *", "UTC", "2026-01-01T00:00:00Z", &["2026-01-01T00:00:30Z", "2026-01-02T00:00:30Z"]),
+    ("0 0 0 L 2 *", "UTC", "2028-01-01T00:00:00Z", &["2028-02-29T00:00:00Z", "2029-02-28T00:00:00Z"]),
+    // Year ends.
+    ("59 23 31 12 *", "UTC", "2026-12-31T23:59:30Z", &["2027-12-31T23:59:00Z"]),
+    ("0 0 1 1 *", "UTC", "2026-12-31T23:59:59Z", &["2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"]),
+    ("*/30 * * * * *", "UTC", "2026-12-31T23:59:45Z", &["2027-01-01T00:00:00Z", "2027-01-01T00:00:30Z"]),
+    // DST, America/New_York: a fixed time in the spring gap runs once, just
+    // after it; a fixed time in the fall overlap runs once.
+    ("30 2 * * *", "America/New_York", "2026-03-07T00:00:00Z", &["2026-03-07T02:30:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]),
+    ("30 1 * * *", "America/New_York", "2026-10-31T00:00:00Z", &["2026-10-31T01:30:00-04:00", "2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]),
+    ("0 9 * * *", "America/New_York", "2026-03-07T00:00:00Z", &["2026-03-07T09:00:00-05:00", "2026-03-08T09:00:00-04:00"]),
+    // Wildcard hours follow real time through the overlap.
+    ("*/30 * * * *", "America/New_York", "2026-11-01T04:50:00Z", &["2026-11-01T01:00:00-04:00", "2026-11-01T01:30:00-04:00", "2026-11-01T01:00:00-05:00", "2026-11-01T01:30:00-05:00", "2026-11-01T02:00:00-05:00"]),
+    // Europe/Paris.
+    ("30 2 * * *", "Europe/Paris", "2026-03-28T00:00:00Z", &["2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]),
+    ("30 2 * * *", "Europe/Paris", "2026-10-24T00:00:00Z", &["2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]),
+    ("0 0 * * *", "Europe/Paris", "2026-12-31T22:00:00Z", &["2026-12-31T23:00:00Z", "2027-01-01T23:00:00Z"]),
+    // Australia/Lord_Howe moves by 30 minutes.
+    ("0 2 * * *", "Australia/Lord_Howe", "2026-10-03T00:00:00Z", &["2026-10-04T02:30:00+11:00", "2026-10-05T02:00:00+11:00"]),
+    ("45 1 * * *", "Australia/Lord_Howe", "2026-04-04T00:00:00Z", &["2026-04-05T01:45:00+11:00", "2026-04-06T01:45:00+10:30"]),
+    // Asia/Kolkata has no DST and a half-hour offset.
+    ("0 9 * * *", "Asia/Kolkata", "2026-03-08T00:00:00Z", &["2026-03-08T09:00:00+05:30", "2026-03-09T09:00:00+05:30"]),
+    ("30 23 * * *", "Asia/Kolkata", "2026-11-01T00:00:00Z", &["2026-11-01T23:30:00+05:30", "2026-11-02T23:30:00+05:30"]),
+    // Intervals: days keep the wall time across DST, hours are elapsed time.
+    ("every 1 day", "America/New_York", "2026-03-07T08:00:00Z", &["2026-03-07T03:00:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-09T03:00:00-04:00"]),
+    ("every 1 hour", "America/New_York", "2026-11-01T05:00:00Z", &["2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"]),
+];
+
+#[test]
+fn conformance_table() {
+    for (expr, tz, from, expected) in CASES {
+        let got = runs(expr, tz, from, expected.len());
+        let want: Vec<_> = expected.iter().map(|s| instant(s)).collect();
+        assert_eq!(got, want, "{expr} in {tz} from {from}");
+    }
+}
+
+#[test]
+fn invalid_expressions_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        ("0 24 * * *", "hour 24 is out of range 0-23"),
+        ("60 * * * *", "minute 60 is out of range 0-59"),
+        ("* * 0 * *", "day of month 0 is out of range 1-31"),
+        ("* * 32 * *", "day of month 32 is out of range 1-31"),
+        ("* * * 13 *", "month 13 is out of range 1-12"),
+        ("* * * * 8", "day of week 8 is out of range 0-7"),
+        ("60 * * * * *", "second 60 is out of range 0-59"),
+        ("* * * * * * *", "a cron schedule has 5 or 6 fields, not 7"),
+        ("*/0 * * * *", "invalid minute \"*/0\" in cron schedule"),
+        ("5-1 * * * *", "invalid minute \"5-1\" in cron schedule"),
+        ("0 0 * * 1#6", "invalid day of week \"1#6\" in cron schedule"),
+        ("0 0 1-2W * *", "invalid day of month \"1-2W\" in cron schedule"),
+        ("@often", "unknown schedule macro \"@often\""),
+        ("0 0 31 2 *", "cron schedule \"0 0 31 2 *\" never runs"),
+        ("0 0 30 2 *", "cron schedule \"0 0 30 2 *\" never runs"),
+    ];
+    for (expr, message) in cases {
+        match Schedule::parse(expr, interval) {
+            Ok(s) => panic!("{expr} parsed as {s}"),
+            Err(e) => assert_eq!(e.message(), *message, "{expr}"),
+        }
+    }
+    assert_eq!(time_zone("Europe/Pariss"), Err(ScheduleError::UnknownTimeZone("Europe/Pariss".into())));
+    assert!(time_zone("Europe/Paris").is_ok());
+}
+
+#[test]
+fn cron_is_stored_normalised() {
+    for (input, stored) in [
+        ("0 3 * * mon-fri", "0 3 * * MON-FRI"),
+        ("  0   0  $  *  * ", "0 0 L * *"),
+        ("@Daily", "@daily"),
+    ] {
+        assert_eq!(Schedule::parse(input, interval).unwrap().to_string(), stored);
+    }
+}
+
+/// A small deterministic generator, so a failure reproduces.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn parser_never_panics() {
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let atoms = ["*", "?", "L", "W", "#", "$", "/", "-", ",", " ", "0", "1", "5", "7", "12", "31", "59", "60", "99",
+        "MON", "JAN", "@", "@daily", "every", "x", "\u{e9}", "\t", "LW", "5L", "1#2", "-1", "4294967296"];
+    for _ in 0..20_000 {
+        let len = (rng.next() % 12) as usize;
+        let text: String = (0..len).map(|_| rng.pick(&atoms)).collect();
+        let _ = Schedule::parse(&text, |_| None);
+    }
+}
+
+#[test]
+fn runs_are_increasing_and_match_the_expression() {
+    let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+    let second = ["0", "*/15", "30"];
+    let minute = ["*", "0", "*/5", "15,45", "0-10/5"];
+    let hour = ["*", "3", "0-6", "*/6", "22-23"];
+    let dom = ["*", "1", "L", "15W", "13", "1-7"];
+    let month = ["*", "2", "JAN-MAR", "*/3"];
+    let dow = ["*", "1-5", "SUN", "5L", "1#1", "0,6"];
+    let zones = ["UTC", "America/New_York", "Europe/Paris", "Australia/Lord_Howe", "Asia/Kolkata"];
+    let mut checked = 0;
+    for i in 0..400 {
+        let fields = [rng.pick(&minute), rng.pick(&hour), rng.pick(&dom), rng.pick(&month), rng.pick(&dow)];
+        let expr = if i % 3 == 0 {
+            format!("{} {}", rng.pick(&second), fields.join(" "))
+        } else {
+            fields.join(" ")
+        };
+        let Ok(Schedule::Cron(cron)) = Schedule::parse(&expr, interval) else {
+            panic!("{expr} did not parse as cron");
+        };
+        let tz = time_zone(rng.pick(&zones)).unwrap();
+        let from = instant("2026-01-01T00:00:00Z") + chrono::Duration::hours((rng.next() % (24 * 365)) as i64);
+        let schedule = Schedule::Cron(cron.clone());
+        let mut prev: Option<DateTime<Utc>> = None;
+        let mut t = schedule.next_run(from, from, tz);
+        for _ in 0..8 {
+            let Some(run) = t else { break };
+            assert!(run >= from, "{expr}: {run} before {from}");
+            if let Some(p) = prev {
+                assert!(run > p, "{expr} in {tz}: {run} not after {p}");
+            }
+            // The one allowed exception: a fixed time in a spring-forward gap
+            // runs at the first instant after it, which may not match.
+            let after_gap = {
+                use chrono::Offset;
+                let offset = |t: DateTime<Utc>| t.with_timezone(&tz).offset().fix();
+                offset(run - chrono::Duration::seconds(1)) != offset(run)
+            };
+            assert!(cron.matches(run, tz) || after_gap, "{expr} in {tz}: {run} does not match");
+            checked += 1;
+            prev = Some(run);
+            t = schedule.following_run(from, run, run, tz);
+        }
+    }
+    assert!(checked > 1000, "only {checked} runs checked");
+}

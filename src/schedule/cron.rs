@@ -1,0 +1,223 @@
+//! Cron expressions: 5 fields (`min hour dom mon dow`) or 6 (seconds first),
+//! the `@` macros, and pg_cron's `$` for the last day of the month.
+//!
+//! `croner` evaluates them, DST rules included. It is fronted by our own field
+//! check because a DBA needs "hour 24 is out of range 0-23", not "number out
+//! of bounds", and because croner also takes a 7th (year) field we do not offer.
+
+use super::ScheduleError;
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::errors::CronError;
+use croner::parser::{CronParser, Seconds};
+
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    text: String,
+    cron: Cron,
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CronSchedule {}
+
+const MACROS: [(&str, &str); 7] = [
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+    ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"),
+];
+
+struct Field {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+}
+
+const MONTHS: &[&str] = &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+const SECOND: Field = Field { name: "second", min: 0, max: 59, names: &[] };
+const FIVE: [Field; 5] = [
+    Field { name: "minute", min: 0, max: 59, names: &[] },
+    Field { name: "hour", min: 0, max: 23, names: &[] },
+    Field { name: "day of month", min: 1, max: 31, names: &[] },
+    Field { name: "month", min: 1, max: 12, names: MONTHS },
+    Field { name: "day of week", min: 0, max: 7, names: DAYS },
+];
+
+/// Whether `text` is written as cron rather than as an interval: a macro, or
+/// fields made only of cron's characters, five or more or with a `*`.
+/// "1 day 2 hours" is neither; "* * * *" is cron with a field missing.
+pub fn looks_like_cron(text: &str) -> bool {
+    let text = text.trim();
+    if text.starts_with('@') {
+        return true;
+    }
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    (fields.len() >= 5 || text.contains('*'))
+        && fields.iter().all(|f| {
+            f.to_ascii_uppercase().chars().all(|c| c.is_ascii_digit() || "*,-/?LW#$".contains(c))
+                || MONTHS.iter().chain(DAYS).any(|n| f.to_ascii_uppercase().contains(n))
+        })
+}
+
+fn bad(field: &Field, part: &str) -> ScheduleError {
+    ScheduleError::BadCronField { field: field.name, part: part.to_string() }
+}
+
+fn number(field: &Field, token: &str) -> Result<u32, ScheduleError> {
+    if let Some(i) = field.names.iter().position(|n| *n == token) {
+        return Ok(i as u32 + field.min);
+    }
+    let n: u32 = token.parse().map_err(|_| bad(field, token))?;
+    if n < field.min || n > field.max {
+        return Err(ScheduleError::CronOutOfRange { field: field.name, value: n, min: field.min, max: field.max });
+    }
+    Ok(n)
+}
+
+/// Checks one field's comma-separated parts: `*`, `?`, `a`, `a-b`, any of
+/// those `/step`, and the day specials `L`, `LW`, `nW` (day of month) and
+/// `nL`, `n#k` (day of week).
+fn check_field(field: &Field, text: &str) -> Result<(), ScheduleError> {
+    for part in text.split(',') {
+        let (base, step) = match part.split_once('/') {
+            Some((b, s)) => (b, Some(s)),
+            None => (part, None),
+        };
+        if let Some(step) = step {
+            let n: u32 = step.parse().map_err(|_| bad(field, part))?;
+            if n == 0 || n > field.max.max(1) {
+                return Err(bad(field, part));
+            }
+        }
+        let day_of_month = field.name == "day of month";
+        let day_of_week = field.name == "day of week";
+        // In `15W` or `5L` a bad number is a bad part.
+        let day = |token: &str| match number(field, token) {
+            Err(ScheduleError::BadCronField { .. }) => Err(bad(field, part)),
+            other => other,
+        };
+        match base {
+            "*" | "?" => {}
+            "L" | "LW" if day_of_month && step.is_none() => {}
+            "L" if day_of_week && step.is_none() => {}
+            _ if day_of_month && base.ends_with('W') && step.is_none() => {
+                day(&base[..base.len() - 1])?;
+            }
+            _ if day_of_week && base.ends_with('L') && step.is_none() => {
+                day(&base[..base.len() - 1])?;
+            }
+            _ if day_of_week && base.contains('#') && step.is_none() => {
+                let (weekday, nth) = base.split_once('#').unwrap_or_default();
+                day(weekday)?;
+                if !matches!(nth, "1" | "2" | "3" | "4" | "5" | "L") {
+                    return Err(bad(field, part));
+                }
+            }
+            _ => match base.split_once('-') {
+                Some((a, b)) => {
+                    if number(field, a)? > number(field, b)? {
+                        return Err(bad(field, part));
+                    }
+                }
+                None => {
+                    number(field, base)?;
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+impl CronSchedule {
+    pub fn parse(text: &str) -> Result<CronSchedule, ScheduleError> {
+        let trimmed = text.trim();
+        let (normal, expr) = if trimmed.starts_with('@') {
+            let lower = trimmed.to_ascii_lowercase();
+            let (name, expr) = MACROS
+                .iter()
+                .find(|(m, _)| *m == lower)
+                .ok_or_else(|| ScheduleError::UnknownMacro(trimmed.to_string()))?;
+            (name.to_string(), expr.to_string())
+        } else {
+            let upper = trimmed.to_ascii_uppercase();
+            let fields: Vec<&str> = upper.split_whitespace().collect();
+            let with_seconds = match fields.len() {
+                5 => false,
+                6 => true,
+                n => return Err(ScheduleError::CronFieldCount(n)),
+            };
+            let specs = std::iter::once(&SECOND).filter(|_| with_seconds).chain(FIVE.iter());
+            let mut normal = Vec::with_capacity(fields.len());
+            for (spec, field) in specs.zip(&fields) {
+                // pg_cron writes the last day of the month as `$`.
+                let field = if spec.name == "day of month" { field.replace('$', "L") } else { field.to_string() };
+                check_field(spec, &field)?;
+                normal.push(field);
+            }
+            let normal = normal.join(" ");
+            (normal.clone(), normal)
+        };
+        // Vixie: when day of month and day of week are both restricted, a day
+        // matching either runs; a field that starts with `*` (even `*/2`)
+        // counts as unrestricted, and then both must match.
+        let fields: Vec<&str> = expr.split_whitespace().collect();
+        let (dom, dow) = (fields[fields.len() - 3], fields[fields.len() - 1]);
+        let either_starred = dom.starts_with(['*', '?']) || dow.starts_with(['*', '?']);
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .dom_and_dow(either_starred)
+            .build()
+            .parse(&expr)
+            .map_err(|e| ScheduleError::Unparsable(format!("{trimmed} ({e})")))?;
+        let schedule = CronSchedule { text: normal, cron };
+        // `0 0 31 2 *` is well-formed but never comes.
+        let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+        if schedule.next_at_or_after(epoch, Tz::UTC).is_none() {
+            return Err(ScheduleError::NeverMatches(trimmed.to_string()));
+        }
+        Ok(schedule)
+    }
+
+    /// The first matching instant at or after `t`, reading the fields as wall
+    /// time in `tz`. croner puts a time in a spring-forward gap at the first
+    /// instant after it, runs a time in a fall-back overlap once, and lets
+    /// wildcard hours follow real time.
+    pub fn next_at_or_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        let local = t.with_timezone(&tz);
+        let found = match self.cron.find_next_occurrence(&local, true) {
+            Ok(found) => found,
+            Err(CronError::TimeSearchLimitExceeded) => return None,
+            Err(_) => return None,
+        };
+        // croner works in whole seconds; never hand back an instant before `t`.
+        let found = if found < local { self.cron.find_next_occurrence(&found, false).ok()? } else { found };
+        Some(found.with_timezone(&Utc))
+    }
+}
+
+#[cfg(test)]
+impl CronSchedule {
+    /// Whether `t`, as wall time in `tz`, matches every field; a check that
+    /// shares none of the search code in `next_at_or_after`.
+    pub fn matches(&self, t: DateTime<Utc>, tz: Tz) -> bool {
+        self.cron.is_time_matching(&t.with_timezone(&tz)).unwrap_or(false)
+    }
+}
+
+impl std::fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
