@@ -222,8 +222,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM mtask._task_status(task_id);
     DELETE FROM mtask.tasks t WHERE t.id = task_id;
+    IF NOT FOUND THEN
+        PERFORM mtask._task_status(task_id);  -- raises: no such task
+    END IF;
     RETURN true;
 END
 $$;

@@ -91,11 +91,10 @@ fn check_scheduler() {
 }
 
 fn warn(message: &str, hint: &str) {
-    pgrx::pg_sys::panic::ErrorReport::new(
+    pg_schedule::report(
+        pgrx::PgLogLevel::WARNING,
         PgSqlErrorCode::ERRCODE_WARNING,
         message.to_string(),
-        "mtask",
-    )
-    .set_hint(hint)
-    .report(pgrx::PgLogLevel::WARNING);
+        hint.to_string(),
+    );
 }

@@ -47,14 +47,13 @@ fn read_interval(literal: &str) -> Option<Span> {
     .map(|iv| Span::new(iv.months(), iv.days(), iv.micros()))
 }
 
-pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
-    Schedule::parse(text, read_interval)
+/// Reports a message with a hint at `level`; at ERROR it does not return.
+pub fn report(level: PgLogLevel, code: PgSqlErrorCode, message: String, hint: String) {
+    ErrorReport::new(code, message, "mtask").set_hint(hint).report(level);
 }
 
 pub fn raise(code: PgSqlErrorCode, message: String, hint: String) -> ! {
-    ErrorReport::new(code, message, "mtask")
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
+    report(PgLogLevel::ERROR, code, message, hint);
     unreachable!("an ERROR report returns control to Postgres")
 }
 
@@ -63,7 +62,7 @@ fn raise_schedule_error(e: ScheduleError) -> ! {
 }
 
 pub fn parse_or_raise(text: &str) -> Schedule {
-    parse(text).unwrap_or_else(|e| raise_schedule_error(e))
+    Schedule::parse(text, read_interval).unwrap_or_else(|e| raise_schedule_error(e))
 }
 
 /// A time zone by name; `None` means the `mtask.timezone` setting.
