@@ -7,3 +7,7 @@ shift
 sudo_flag=()
 [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
 cargo pgrx install --pg-config "$pg_config" "${sudo_flag[@]}" "$@"
+# The install scripts of released versions, so that an older version can be
+# created and upgraded from, as the upgrade tests do.
+sharedir=$("$pg_config" --sharedir)/extension
+install -m 644 sql/released/mtask--*.sql "$sharedir/"

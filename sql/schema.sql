@@ -1,3 +1,7 @@
+-- mtask's schema as released in 0.1.0. Do not edit: later versions change it
+-- in their upgrade scripts, sql/mtask--A--B.sql, which a new installation
+-- runs after this file.
+--
 -- mtask's tables and the checks that guard them. The trigger, not the API
 -- functions, holds every rule, so a plain INSERT or UPDATE on mtask.tasks is
 -- checked exactly as mtask.schedule() is.

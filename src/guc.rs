@@ -1,5 +1,6 @@
 //! mtask's settings. Everything the worker reads at run time goes through here.
 
+use crate::lifecycle::Catchup;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 use std::time::Duration;
@@ -8,6 +9,8 @@ pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+pub static MISSED_GRACE_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+pub static MAX_CATCHUP: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 /// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
 /// define a server-start setting later, in a backend that loads mtask for
@@ -49,6 +52,26 @@ pub fn init(preloading: bool) {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"mtask.missed_grace",
+        c"How late a run may start before a task with missed = 'skip' passes it over.",
+        c"A slot that the scheduler reaches later than this, after downtime or a pause, counts as missed.",
+        &MISSED_GRACE_MS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"mtask.max_catchup",
+        c"Most missed runs that a task with missed = 'all' catches up on.",
+        c"When more slots were missed, only the latest this many run; the older ones are recorded as skipped.",
+        &MAX_CATCHUP,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
 }
 
 pub fn database() -> String {
@@ -60,6 +83,13 @@ pub fn database() -> String {
 
 pub fn naptime() -> Duration {
     Duration::from_millis(NAPTIME_MS.get().max(1) as u64)
+}
+
+pub fn catchup() -> Catchup {
+    Catchup {
+        grace: chrono::Duration::milliseconds(MISSED_GRACE_MS.get().into()),
+        max_catchup: MAX_CATCHUP.get().max(1) as u32,
+    }
 }
 
 pub fn enabled() -> bool {

@@ -16,7 +16,11 @@ mod worker;
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
 
+// A new installation replays the schema as released in 0.1.0 and then every
+// upgrade script, in order: what `CREATE EXTENSION` builds is by construction
+// what `ALTER EXTENSION mtask UPDATE` builds.
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!("../sql/mtask--0.1.0--0.2.0.sql", name = "upgrade_0_2_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

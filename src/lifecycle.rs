@@ -1,61 +1,265 @@
-//! What becomes of a task after a run. Plain Rust.
+//! What the scheduler does with a due task, and what becomes of the task after
+//! a run: the missed-run policy, the `end_at` window and `max_runs`. Plain Rust.
 
-use chrono::{DateTime, Utc};
+use crate::schedule::Schedule;
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
 
+/// What happens to slots that passed while the server was down, the task was
+/// paused or the scheduler was busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Missed {
+    /// One catch-up run for the latest missed slot, then the schedule.
     Once,
-    Recurring,
+    /// No catch-up: a slot more than the grace late is passed over.
+    Skip,
+    /// Every missed slot, oldest first, but no more than `max_catchup`.
+    All,
 }
 
-impl Kind {
-    pub fn from_sql(s: &str) -> Option<Kind> {
+impl Missed {
+    pub fn from_sql(s: &str) -> Option<Missed> {
         match s {
-            "once" => Some(Kind::Once),
-            "recurring" => Some(Kind::Recurring),
+            "once" => Some(Missed::Once),
+            "skip" => Some(Missed::Skip),
+            "all" => Some(Missed::All),
             _ => None,
         }
     }
 }
 
-/// The task's status and next run once a run has ended. `following` is the
-/// recurring schedule's next slot, `None` when it has no more.
-pub fn after_run(
-    kind: Kind,
-    succeeded: bool,
-    following: Option<DateTime<Utc>>,
-) -> (&'static str, Option<DateTime<Utc>>) {
-    match (kind, following) {
-        (Kind::Once, _) => (if succeeded { "done" } else { "failed" }, None),
+/// The settings that bound catching up.
+#[derive(Debug, Clone, Copy)]
+pub struct Catchup {
+    /// How late a slot may start before `missed = 'skip'` passes it over.
+    pub grace: Duration,
+    /// How many missed slots `missed = 'all'` runs at the most.
+    pub max_catchup: u32,
+}
+
+/// A task as far as its timing goes.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// `None` for a one-shot task.
+    pub schedule: Option<Schedule>,
+    /// `start_at`: where interval slots are counted from.
+    pub anchor: DateTime<Utc>,
+    pub tz: Tz,
+    pub missed: Missed,
+    pub end_at: Option<DateTime<Utc>>,
+    pub max_runs: Option<i64>,
+    /// Runs so far, not counting the one being decided on.
+    pub runs: i64,
+}
+
+/// Slots from `from` up to, not including, `until` that were passed over,
+/// because they were missed or because `end_at` had passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub past_end: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Run now, for `slot`.
+    Run { slot: DateTime<Utc>, skipped: Option<Skipped> },
+    /// Run nothing now: the task moves on to `status` and `next`.
+    Pass { skipped: Skipped, status: &'static str, next: Option<DateTime<Utc>> },
+}
+
+impl Timing {
+    /// What to do with the task, due since `due`, that the scheduler has
+    /// claimed at `now`.
+    pub fn before_run(&self, due: DateTime<Utc>, now: DateTime<Utc>, catchup: Catchup) -> Decision {
+        let skipped_until_now = Skipped { from: due, until: now, past_end: false };
+        if self.end_at.is_some_and(|end| now > end) {
+            let skipped = Skipped { past_end: true, ..skipped_until_now };
+            return Decision::Pass { skipped, status: "done", next: None };
+        }
+        let slot = match &self.schedule {
+            None => due,
+            Some(s) => {
+                let count = if self.missed == Missed::All { catchup.max_catchup.max(1) } else { 1 };
+                s.earliest_of_latest(self.anchor, due, now, count, self.tz)
+            }
+        };
+        if self.missed == Missed::Skip && now - slot > catchup.grace {
+            let following =
+                self.schedule.as_ref().and_then(|s| s.following_run(self.anchor, slot, now, self.tz));
+            let (status, next) = self.settle(following, self.runs);
+            return Decision::Pass { skipped: skipped_until_now, status, next };
+        }
+        let skipped = (slot > due).then_some(Skipped { from: due, until: slot, past_end: false });
+        Decision::Run { slot, skipped }
+    }
+
+    /// The task's status and next run once the run for `slot` has ended at
+    /// `ended`.
+    pub fn after_run(
+        &self,
+        slot: DateTime<Utc>,
+        ended: DateTime<Utc>,
+        succeeded: bool,
+    ) -> (&'static str, Option<DateTime<Utc>>) {
+        let Some(schedule) = &self.schedule else {
+            return (if succeeded { "done" } else { "failed" }, None);
+        };
         // A recurring task's failure is recorded, not fatal: it keeps its slots.
-        (Kind::Recurring, Some(next)) => ("scheduled", Some(next)),
-        (Kind::Recurring, None) => ("done", None),
+        let following = if self.missed == Missed::All && !schedule.is_fixed_delay() {
+            // The next slot even if it has passed: that is the catching up.
+            schedule.slot_after(self.anchor, slot, self.tz)
+        } else {
+            schedule.following_run(self.anchor, slot, ended, self.tz)
+        };
+        self.settle(following, self.runs + 1)
+    }
+
+    /// `next` within the task's window and run limit, or the end of the task.
+    fn settle(&self, next: Option<DateTime<Utc>>, runs: i64) -> (&'static str, Option<DateTime<Utc>>) {
+        let within = |t: &DateTime<Utc>| self.end_at.is_none_or(|end| *t <= end);
+        match next.filter(within) {
+            Some(t) if self.max_runs.is_none_or(|max| runs < max) => ("scheduled", Some(t)),
+            _ => ("done", None),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::Span;
     use chrono::TimeZone;
 
-    #[test]
-    fn one_shot_ends_done_or_failed() {
-        assert_eq!(after_run(Kind::Once, true, None), ("done", None));
-        assert_eq!(after_run(Kind::Once, false, None), ("failed", None));
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(s)
+    }
+
+    const CATCHUP: Catchup = Catchup { grace: Duration::seconds(5), max_catchup: 3 };
+
+    /// Every 10 seconds from 0.
+    fn every_ten(missed: Missed) -> Timing {
+        Timing {
+            schedule: Some(Schedule::Every(Span::new(0, 0, 10_000_000))),
+            anchor: at(0),
+            tz: Tz::UTC,
+            missed,
+            end_at: None,
+            max_runs: None,
+            runs: 0,
+        }
+    }
+
+    fn one_shot(missed: Missed) -> Timing {
+        Timing { schedule: None, ..every_ten(missed) }
     }
 
     #[test]
-    fn recurring_stays_scheduled_even_after_failure() {
-        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        assert_eq!(after_run(Kind::Recurring, false, Some(t)), ("scheduled", Some(t)));
-        assert_eq!(after_run(Kind::Recurring, true, Some(t)), ("scheduled", Some(t)));
-        assert_eq!(after_run(Kind::Recurring, true, None), ("done", None));
+    fn on_time_runs_under_every_policy() {
+        for missed in [Missed::Once, Missed::Skip, Missed::All] {
+            let t = every_ten(missed);
+            assert_eq!(t.before_run(at(10), at(11), CATCHUP), Decision::Run { slot: at(10), skipped: None });
+            assert_eq!(t.after_run(at(10), at(12), true), ("scheduled", Some(at(20))));
+        }
     }
 
     #[test]
-    fn kinds_parse() {
-        assert_eq!(Kind::from_sql("once"), Some(Kind::Once));
-        assert_eq!(Kind::from_sql("recurring"), Some(Kind::Recurring));
-        assert_eq!(Kind::from_sql("weekly"), None);
+    fn once_runs_the_latest_missed_slot_then_follows_the_schedule() {
+        let t = every_ten(Missed::Once);
+        // Down from 10 to 65: slots 10..60 missed; one run, for 60.
+        let d = t.before_run(at(10), at(65), CATCHUP);
+        assert_eq!(d, Decision::Run { slot: at(60), skipped: Some(Skipped { from: at(10), until: at(60), past_end: false }) });
+        assert_eq!(t.after_run(at(60), at(66), true), ("scheduled", Some(at(70))));
+        // A single missed slot, however late, still runs once.
+        let t = Timing { schedule: Some(Schedule::parse("0 3 * * *", |_| None).unwrap()), ..t };
+        let three = Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap();
+        let d = t.before_run(three, three + Duration::hours(2), CATCHUP);
+        assert_eq!(d, Decision::Run { slot: three, skipped: None });
+    }
+
+    #[test]
+    fn skip_passes_over_late_slots_within_grace_it_runs() {
+        let t = every_ten(Missed::Skip);
+        // Now 65: the latest slot, 60, is 5 s late, within grace: it runs.
+        let d = t.before_run(at(10), at(65), CATCHUP);
+        assert_eq!(d, Decision::Run { slot: at(60), skipped: Some(Skipped { from: at(10), until: at(60), past_end: false }) });
+        // Now 67: 60 is 7 s late; nothing runs, the next slot is 70.
+        let d = t.before_run(at(10), at(67), CATCHUP);
+        assert_eq!(
+            d,
+            Decision::Pass { skipped: Skipped { from: at(10), until: at(67), past_end: false }, status: "scheduled", next: Some(at(70)) }
+        );
+        // A late one-shot task is passed over and ends.
+        let d = one_shot(Missed::Skip).before_run(at(10), at(30), CATCHUP);
+        assert_eq!(d, Decision::Pass { skipped: Skipped { from: at(10), until: at(30), past_end: false }, status: "done", next: None });
+    }
+
+    #[test]
+    fn all_runs_missed_slots_oldest_first_up_to_max_catchup() {
+        let t = every_ten(Missed::All);
+        // Now 35: slots 10, 20, 30 are three, the maximum: all run, from 10.
+        assert_eq!(t.before_run(at(10), at(35), CATCHUP), Decision::Run { slot: at(10), skipped: None });
+        // The next slot is 20 though it has passed.
+        assert_eq!(t.after_run(at(10), at(36), true), ("scheduled", Some(at(20))));
+        // Now 65: six missed, three run: 40, 50, 60; 10..30 are skipped.
+        let d = t.before_run(at(10), at(65), CATCHUP);
+        assert_eq!(d, Decision::Run { slot: at(40), skipped: Some(Skipped { from: at(10), until: at(40), past_end: false }) });
+    }
+
+    #[test]
+    fn one_shot_ends_done_or_failed_and_runs_late_unless_skip() {
+        let t = one_shot(Missed::Once);
+        assert_eq!(t.before_run(at(10), at(3600), CATCHUP), Decision::Run { slot: at(10), skipped: None });
+        assert_eq!(t.after_run(at(10), at(11), true), ("done", None));
+        assert_eq!(t.after_run(at(10), at(11), false), ("failed", None));
+    }
+
+    #[test]
+    fn recurring_stays_scheduled_after_failure() {
+        assert_eq!(every_ten(Missed::Once).after_run(at(10), at(11), false), ("scheduled", Some(at(20))));
+    }
+
+    #[test]
+    fn end_at_closes_the_window() {
+        let t = Timing { end_at: Some(at(25)), ..every_ten(Missed::Once) };
+        assert_eq!(t.after_run(at(10), at(11), true), ("scheduled", Some(at(20))));
+        // The slot at 30 is past the end.
+        assert_eq!(t.after_run(at(20), at(21), true), ("done", None));
+        // Claimed after the end (the server was down): nothing runs.
+        let d = t.before_run(at(20), at(26), CATCHUP);
+        assert_eq!(d, Decision::Pass { skipped: Skipped { from: at(20), until: at(26), past_end: true }, status: "done", next: None });
+        // A slot exactly at the end runs.
+        let t = Timing { end_at: Some(at(20)), ..t };
+        assert_eq!(t.after_run(at(10), at(11), true), ("scheduled", Some(at(20))));
+    }
+
+    #[test]
+    fn max_runs_counts_runs_not_skips() {
+        let t = Timing { max_runs: Some(3), runs: 1, ..every_ten(Missed::Skip) };
+        assert_eq!(t.after_run(at(10), at(11), true), ("scheduled", Some(at(20))));
+        let t = Timing { runs: 2, ..t };
+        assert_eq!(t.after_run(at(20), at(21), false), ("done", None));
+        // A pass does not use up a run.
+        let d = Timing { runs: 2, ..t }.before_run(at(10), at(67), CATCHUP);
+        assert!(matches!(d, Decision::Pass { status: "scheduled", .. }), "{d:?}");
+    }
+
+    #[test]
+    fn fixed_delay_follows_the_end_of_the_run() {
+        let t = Timing { schedule: Some(Schedule::After(Span::new(0, 0, 10_000_000))), ..every_ten(Missed::All) };
+        // One pending run, whatever the policy; the next counts from the end.
+        assert_eq!(t.before_run(at(10), at(300), CATCHUP), Decision::Run { slot: at(10), skipped: None });
+        assert_eq!(t.after_run(at(10), at(14), true), ("scheduled", Some(at(24))));
+        let t = Timing { missed: Missed::Once, ..t };
+        assert_eq!(t.after_run(at(10), at(14), true), ("scheduled", Some(at(24))));
+    }
+
+    #[test]
+    fn missed_parses() {
+        assert_eq!(Missed::from_sql("once"), Some(Missed::Once));
+        assert_eq!(Missed::from_sql("skip"), Some(Missed::Skip));
+        assert_eq!(Missed::from_sql("all"), Some(Missed::All));
+        assert_eq!(Missed::from_sql("some"), None);
     }
 }

@@ -205,6 +205,26 @@ impl CronSchedule {
         let found = if found < local { self.cron.find_next_occurrence(&found, false).ok()? } else { found };
         Some(found.with_timezone(&Utc))
     }
+
+    /// The earliest of the `count` latest matching instants in `[due, now]`,
+    /// or `due` when there are no more than `count` of them. Walks back from
+    /// `now`, so its cost is `count` searches however long the gap.
+    pub fn earliest_of_latest(&self, due: DateTime<Utc>, now: DateTime<Utc>, count: u32, tz: Tz) -> DateTime<Utc> {
+        let mut cursor = now.with_timezone(&tz);
+        let mut inclusive = true;
+        let mut earliest = due;
+        for _ in 0..count {
+            match self.cron.find_previous_occurrence(&cursor, inclusive) {
+                Ok(found) if found.with_timezone(&Utc) > due => {
+                    earliest = found.with_timezone(&Utc);
+                    cursor = found;
+                    inclusive = false;
+                }
+                _ => return due,
+            }
+        }
+        earliest
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub enum Schedule {
     /// Fixed rate: slots are `start_at + k × span`, so runs never drift by
     /// their own execution time.
     Every(Span),
+    /// Fixed delay: the next run comes `span` after the previous one ended.
+    After(Span),
     /// Wall-clock times in the task's time zone.
     Cron(CronSchedule),
 }
@@ -97,20 +99,22 @@ impl fmt::Display for ScheduleError {
     }
 }
 
-/// The interval literal inside a schedule text: the text without its optional
-/// `every` prefix.
-pub fn interval_literal(text: &str) -> Result<&str, ScheduleError> {
+/// Whether an interval schedule counts from the slots or from the end of the
+/// previous run, and the interval literal after its `every` or `after`.
+/// Without a prefix, an interval is fixed-rate.
+pub fn interval_literal(text: &str) -> Result<(bool, &str), ScheduleError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(ScheduleError::Missing);
     }
     let (head, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
-    if !head.eq_ignore_ascii_case("every") {
-        return Ok(trimmed);
+    let fixed_delay = head.eq_ignore_ascii_case("after");
+    if !fixed_delay && !head.eq_ignore_ascii_case("every") {
+        return Ok((false, trimmed));
     }
     match rest.trim_start() {
         "" => Err(ScheduleError::Unparsable(text.to_string())),
-        literal => Ok(literal),
+        literal => Ok((fixed_delay, literal)),
     }
 }
 
@@ -125,13 +129,17 @@ impl Schedule {
         if cron::looks_like_cron(text) {
             return CronSchedule::parse(text).map(Schedule::Cron);
         }
-        let literal = interval_literal(text)?;
+        let (fixed_delay, literal) = interval_literal(text)?;
         let span =
             read_interval(literal).ok_or_else(|| ScheduleError::Unparsable(text.to_string()))?;
         if !span.is_positive() {
             return Err(ScheduleError::NotPositive(text.trim().to_string()));
         }
-        Ok(Schedule::Every(span))
+        Ok(if fixed_delay { Schedule::After(span) } else { Schedule::Every(span) })
+    }
+
+    pub fn is_fixed_delay(&self) -> bool {
+        matches!(self, Schedule::After(_))
     }
 
     /// The next run at or after `not_before`, for a task whose interval slots
@@ -145,7 +153,39 @@ impl Schedule {
     ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every(span) => span.first_slot_at_or_after(anchor, not_before, tz),
+            Schedule::After(_) => Some(not_before.max(anchor)),
             Schedule::Cron(cron) => cron.next_at_or_after(not_before.max(anchor), tz),
+        }
+    }
+
+    /// The first slot strictly after `slot`. A fixed-delay schedule has no
+    /// slots of its own: its next run is `span` after `slot`.
+    pub fn slot_after(&self, anchor: DateTime<Utc>, slot: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::After(span) => span.add_times(slot, 1, tz),
+            _ => self.next_run(anchor, slot.checked_add_signed(Duration::microseconds(1))?, tz),
+        }
+    }
+
+    /// Of the slots in `[due, now]`, the earliest of the `count` latest ones;
+    /// `due` when there are no more than `count`. This is where catching up
+    /// after downtime starts. A fixed-delay task has one pending run, `due`.
+    pub fn earliest_of_latest(
+        &self,
+        anchor: DateTime<Utc>,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        count: u32,
+        tz: Tz,
+    ) -> DateTime<Utc> {
+        // The usual case, a task on time, costs one forward search.
+        if self.slot_after(anchor, due, tz).is_none_or(|next| next > now) {
+            return due;
+        }
+        match self {
+            Schedule::After(_) => due,
+            Schedule::Every(span) => span.earliest_of_latest(anchor, due, now, count, tz).unwrap_or(due),
+            Schedule::Cron(cron) => cron.earliest_of_latest(due, now, count, tz),
         }
     }
 
@@ -159,8 +199,13 @@ impl Schedule {
         now: DateTime<Utc>,
         tz: Tz,
     ) -> Option<DateTime<Utc>> {
-        let after_scheduled = scheduled.checked_add_signed(Duration::microseconds(1))?;
-        self.next_run(anchor, now.max(after_scheduled), tz)
+        match self {
+            Schedule::After(span) => span.add_times(now.max(scheduled), 1, tz),
+            _ => {
+                let after_scheduled = scheduled.checked_add_signed(Duration::microseconds(1))?;
+                self.next_run(anchor, now.max(after_scheduled), tz)
+            }
+        }
     }
 }
 
@@ -168,6 +213,7 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Schedule::Every(span) => write!(f, "every {span}"),
+            Schedule::After(span) => write!(f, "after {span}"),
             Schedule::Cron(cron) => write!(f, "{cron}"),
         }
     }
@@ -190,10 +236,12 @@ mod tests {
 
     #[test]
     fn every_prefix_is_optional_and_case_blind() {
-        assert_eq!(interval_literal("every 5 minutes"), Ok("5 minutes"));
-        assert_eq!(interval_literal("  EVERY   5 minutes "), Ok("5 minutes"));
-        assert_eq!(interval_literal("5 minutes"), Ok("5 minutes"));
-        assert_eq!(interval_literal("everyday"), Ok("everyday"));
+        assert_eq!(interval_literal("every 5 minutes"), Ok((false, "5 minutes")));
+        assert_eq!(interval_literal("  EVERY   5 minutes "), Ok((false, "5 minutes")));
+        assert_eq!(interval_literal("5 minutes"), Ok((false, "5 minutes")));
+        assert_eq!(interval_literal("everyday"), Ok((false, "everyday")));
+        assert_eq!(interval_literal("After 5 minutes"), Ok((true, "5 minutes")));
+        assert_eq!(interval_literal("afterwards"), Ok((false, "afterwards")));
     }
 
     #[test]
@@ -201,6 +249,7 @@ mod tests {
         assert_eq!(interval_literal("   "), Err(ScheduleError::Missing));
         assert_eq!(interval_literal("every "), Err(ScheduleError::Unparsable("every ".into())));
         assert_eq!(interval_literal("Every"), Err(ScheduleError::Unparsable("Every".into())));
+        assert_eq!(interval_literal("after"), Err(ScheduleError::Unparsable("after".into())));
     }
 
     #[test]
@@ -209,6 +258,9 @@ mod tests {
         assert_eq!(s.to_string(), "every 10 seconds");
         let s = Schedule::parse("90 seconds", seconds).unwrap();
         assert_eq!(s.to_string(), "every 1 minute 30 seconds");
+        let s = Schedule::parse("after 90 seconds", seconds).unwrap();
+        assert_eq!(s.to_string(), "after 1 minute 30 seconds");
+        assert!(s.is_fixed_delay());
     }
 
     #[test]
@@ -259,5 +311,33 @@ mod tests {
         let c = Schedule::parse("*/10 * * * * *", seconds).unwrap();
         assert_eq!(c.following_run(at(0), at(10), at(10), Tz::UTC), Some(at(20)));
         assert_eq!(c.following_run(at(0), at(10), at(35), Tz::UTC), Some(at(40)));
+    }
+
+    #[test]
+    fn fixed_delay_counts_from_the_end_of_the_run() {
+        let s = Schedule::parse("after 10 seconds", seconds).unwrap();
+        // The first run is at start_at, or at once if that has passed.
+        assert_eq!(s.next_run(at(5), at(0), Tz::UTC), Some(at(5)));
+        assert_eq!(s.next_run(at(0), at(7), Tz::UTC), Some(at(7)));
+        // Scheduled for 10, ran until 13: next at 23, not 20.
+        assert_eq!(s.following_run(at(0), at(10), at(13), Tz::UTC), Some(at(23)));
+        // No slots to catch up on: one pending run.
+        assert_eq!(s.earliest_of_latest(at(0), at(10), at(100), 5, Tz::UTC), at(10));
+    }
+
+    #[test]
+    fn catching_up_starts_at_the_latest_slots() {
+        let every = Schedule::Every(Span::new(0, 0, 10_000_000));
+        let cron = Schedule::parse("*/10 * * * * *", seconds).unwrap();
+        for s in [&every, &cron] {
+            // Due at 10, now 65: slots 10..60 are six; the latest two start at 50.
+            assert_eq!(s.earliest_of_latest(at(0), at(10), at(65), 2, Tz::UTC), at(50), "{s}");
+            assert_eq!(s.earliest_of_latest(at(0), at(10), at(65), 1, Tz::UTC), at(60), "{s}");
+            assert_eq!(s.earliest_of_latest(at(0), at(10), at(65), 6, Tz::UTC), at(10), "{s}");
+            assert_eq!(s.earliest_of_latest(at(0), at(10), at(65), 60, Tz::UTC), at(10), "{s}");
+            // On time: nothing to catch up.
+            assert_eq!(s.earliest_of_latest(at(0), at(10), at(12), 1, Tz::UTC), at(10), "{s}");
+            assert_eq!(s.slot_after(at(0), at(10), Tz::UTC), Some(at(20)), "{s}");
+        }
     }
 }

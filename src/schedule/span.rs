@@ -52,16 +52,40 @@ impl Span {
     }
 
     /// The first slot `anchor + k × self`, k ≥ 0, that is at or after `t`.
-    /// Exponential then binary search: O(log k) even after years of downtime.
     pub fn first_slot_at_or_after(
         &self,
         anchor: DateTime<Utc>,
         t: DateTime<Utc>,
         tz: Tz,
     ) -> Option<DateTime<Utc>> {
+        self.add_times(anchor, self.first_index_at_or_after(anchor, t, tz)?, tz)
+    }
+
+    /// The earliest of the `count` latest slots in `[due, now]`, or `due`
+    /// when there are no more than `count` of them.
+    pub fn earliest_of_latest(
+        &self,
+        anchor: DateTime<Utc>,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        count: u32,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        let first = self.first_index_at_or_after(anchor, due, tz)?;
+        let after_now = now.checked_add_signed(Duration::microseconds(1))?;
+        let latest = self.first_index_at_or_after(anchor, after_now, tz)? - 1;
+        if latest - first < i64::from(count) {
+            return Some(due);
+        }
+        self.add_times(anchor, latest - i64::from(count) + 1, tz)
+    }
+
+    /// The least k ≥ 0 with `anchor + k × self` at or after `t`. Exponential
+    /// then binary search: O(log k) even after years of downtime.
+    fn first_index_at_or_after(&self, anchor: DateTime<Utc>, t: DateTime<Utc>, tz: Tz) -> Option<i64> {
         debug_assert!(self.is_positive());
         if anchor >= t {
-            return Some(anchor);
+            return Some(0);
         }
         // Invariant: slot(lo) < t and slot(hi) >= t, or hi overflowed.
         let mut lo: i64 = 0;
@@ -83,7 +107,7 @@ impl Span {
                 _ => hi = mid,
             }
         }
-        self.add_times(anchor, hi, tz).filter(|s| *s >= t)
+        self.add_times(anchor, hi, tz).filter(|s| *s >= t).map(|_| hi)
     }
 }
 
@@ -211,6 +235,23 @@ mod tests {
         // 02:30 on the DST day does not exist: the first instant after the gap.
         let before_gap = at(2026, 3, 7, 7, 30, 0); // 02:30 EST
         assert_eq!(Span::new(0, 1, 0).add_times(before_gap, 1, ny), Some(at(2026, 3, 8, 7, 0, 0)));
+    }
+
+    #[test]
+    fn earliest_of_latest_counts_back_from_now() {
+        let s = Span::new(0, 0, 10 * MICROS_PER_SECOND);
+        let a = at(2026, 1, 1, 0, 0, 0);
+        let now = at(2026, 1, 1, 0, 1, 5); // slots 0:00 .. 1:00 have passed: 7 of them
+        assert_eq!(s.earliest_of_latest(a, a, now, 1, Tz::UTC), Some(at(2026, 1, 1, 0, 1, 0)));
+        assert_eq!(s.earliest_of_latest(a, a, now, 3, Tz::UTC), Some(at(2026, 1, 1, 0, 0, 40)));
+        assert_eq!(s.earliest_of_latest(a, a, now, 7, Tz::UTC), Some(a));
+        assert_eq!(s.earliest_of_latest(a, a, now, 100, Tz::UTC), Some(a));
+        // On a slot exactly, that slot is the latest.
+        let on = at(2026, 1, 1, 0, 1, 0);
+        assert_eq!(s.earliest_of_latest(a, a, on, 2, Tz::UTC), Some(at(2026, 1, 1, 0, 0, 50)));
+        // Nothing missed: the due slot itself.
+        let due = at(2026, 1, 1, 0, 1, 0);
+        assert_eq!(s.earliest_of_latest(a, due, now, 1, Tz::UTC), Some(due));
     }
 
     #[test]

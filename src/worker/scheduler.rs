@@ -3,9 +3,9 @@
 
 use super::store::{self, DueTask};
 use crate::executor::{self, Outcome, RunStatus};
-use crate::lifecycle::{self, Kind};
+use crate::lifecycle::{Decision, Missed, Timing};
 use crate::{guc, pg_schedule};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -36,11 +36,14 @@ pub extern "C-unwind" fn mtask_scheduler_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("mtask scheduler started in database \"{database}\"");
 
+    let mut schema = Schema::default();
     loop {
         reload_config_if_requested();
-        let sleep = if guc::enabled() { step() } else { guc::naptime() };
+        let sleep = if guc::enabled() { step(&mut schema) } else { guc::naptime() };
         if !sleep.is_zero() {
             wait(sleep);
+            // An ALTER EXTENSION may have come while we slept.
+            schema.checked = false;
         }
         unsafe {
             // A cancel that arrives between tasks has nothing to cancel.
@@ -96,8 +99,37 @@ fn now() -> TimestampWithTimeZone {
         .expect("the clock reads a finite time")
 }
 
-fn extension_installed() -> bool {
-    unsafe { pg_sys::get_extension_oid(c"mtask".as_ptr(), true) != pg_sys::InvalidOid }
+/// Whether the database holds the schema this library was built for, looked
+/// up once per wake-up rather than once per task.
+#[derive(Default)]
+struct Schema {
+    checked: bool,
+    ready: bool,
+    /// The mismatched version already warned about, so it is said once.
+    warned: Option<String>,
+}
+
+impl Schema {
+    fn ready(&mut self) -> bool {
+        if self.checked {
+            return self.ready;
+        }
+        const QUERY: &str = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'mtask'";
+        let installed: Option<String> = Spi::get_one(QUERY).unwrap_or_else(|e| error!("{e}"));
+        let built = env!("CARGO_PKG_VERSION");
+        self.checked = true;
+        self.ready = installed.as_deref() == Some(built);
+        if let Some(v) = installed.filter(|v| v != built && self.warned.as_ref() != Some(v)) {
+            pg_schedule::report(
+                pgrx::PgLogLevel::WARNING,
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("mtask {v} is installed in this database, but the server runs mtask {built}; no task runs until they match"),
+                "Run ALTER EXTENSION mtask UPDATE.".into(),
+            );
+            self.warned = Some(v);
+        }
+        self.ready
+    }
 }
 
 fn report_activity(state: pg_sys::BackendState::Type, command: Option<&str>) {
@@ -107,12 +139,21 @@ fn report_activity(state: pg_sys::BackendState::Type, command: Option<&str>) {
     };
 }
 
+/// A claimed task that is about to run, kept outside the transaction so that
+/// a failure at commit can still be recorded.
+struct Claimed {
+    task: DueTask,
+    timing: Timing,
+    slot: DateTime<Utc>,
+    started: TimestampWithTimeZone,
+}
+
 /// Claims and runs at most one due task. Returns how long to sleep before the
 /// next step: zero after a run, as there may be more due tasks.
-fn step() -> Duration {
-    let claimed: RefCell<Option<(DueTask, TimestampWithTimeZone)>> = RefCell::new(None);
+fn step(schema: &mut Schema) -> Duration {
+    let claimed: RefCell<Option<Claimed>> = RefCell::new(None);
     let result = in_transaction(|| {
-        if !extension_installed() {
+        if !schema.ready() {
             return guc::naptime();
         }
         Spi::connect_mut(|client| {
@@ -120,12 +161,32 @@ fn step() -> Duration {
                 let next = store::next_due(client).unwrap_or_else(|e| error!("{e}"));
                 return sleep_until(next);
             };
+            let timing = timing_of(&task);
+            let due = pg_schedule::instant_or_raise("next_run_at", task.next_run_at);
+            // One instant for the decision and the run's start, so that a run
+            // never starts after the end_at it was allowed under.
             let started = now();
-            claimed.replace(Some((task.clone(), started)));
-            report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&task.command));
-            let outcome = executor::run(client, &task.command, task.owner);
+            let slot = match timing.before_run(due, pg_schedule::instant_or_raise("now", started), guc::catchup()) {
+                Decision::Pass { skipped, status, next } => {
+                    store::record_skipped(client, task.id, &skipped).unwrap_or_else(|e| error!("{e}"));
+                    store::pass(client, task.id, status, next.map(pg_schedule::to_pg))
+                        .unwrap_or_else(|e| error!("{e}"));
+                    return Duration::ZERO;
+                }
+                Decision::Run { slot, skipped } => {
+                    if let Some(skipped) = skipped {
+                        store::record_skipped(client, task.id, &skipped).unwrap_or_else(|e| error!("{e}"));
+                    }
+                    slot
+                }
+            };
+            claimed.replace(Some(Claimed { task, timing, slot, started }));
+            let held = claimed.borrow();
+            let run = held.as_ref().expect("just claimed");
+            report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
+            let outcome = executor::run(client, &run.task.command, run.task.owner);
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
-            finish(client, &task, started, &outcome);
+            finish(client, &run, &outcome);
             Duration::ZERO
         })
     });
@@ -137,13 +198,12 @@ fn step() -> Duration {
         Err((sqlstate, message)) => {
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
             match claimed.take() {
-                Some((task, started)) => {
+                Some(run) => {
                     let outcome = Outcome::failed(sqlstate, message);
-                    let recorded = in_transaction(|| {
-                        Spi::connect_mut(|client| finish(client, &task, started, &outcome))
-                    });
+                    let recorded =
+                        in_transaction(|| Spi::connect_mut(|client| finish(client, &run, &outcome)));
                     if let Err((_, why)) = recorded {
-                        warning!("mtask: could not record the failed run of task {}: {why}", task.id);
+                        warning!("mtask: could not record the failed run of task {}: {why}", run.task.id);
                         return guc::naptime();
                     }
                     Duration::ZERO
@@ -166,25 +226,26 @@ fn sleep_until(next: Option<TimestampWithTimeZone>) -> Duration {
     (next - Utc::now()).to_std().map_or(Duration::ZERO, |d| d.min(naptime))
 }
 
-fn finish(
-    client: &mut pgrx::spi::SpiClient<'_>,
-    task: &DueTask,
-    started: TimestampWithTimeZone,
-    outcome: &Outcome,
-) {
-    let kind = Kind::from_sql(&task.kind).unwrap_or(Kind::Once);
-    let following = match (kind, &task.schedule) {
-        (Kind::Recurring, Some(text)) => {
-            let schedule = pg_schedule::parse_or_raise(text);
-            let anchor = pg_schedule::instant_or_raise("start_at", task.start_at);
-            let scheduled = pg_schedule::instant_or_raise("next_run_at", task.next_run_at);
-            let tz = pg_schedule::time_zone_or_raise(Some(&task.timezone));
-            schedule.following_run(anchor, scheduled, Utc::now(), tz)
-        }
+fn timing_of(task: &DueTask) -> Timing {
+    let schedule = match (task.kind.as_str(), &task.schedule) {
+        ("recurring", Some(text)) => Some(pg_schedule::parse_or_raise(text)),
         _ => None,
     };
-    let (status, next) =
-        lifecycle::after_run(kind, outcome.status == RunStatus::Succeeded, following);
-    store::record(client, task, started, outcome, status, next.map(pg_schedule::to_pg))
+    Timing {
+        schedule,
+        anchor: pg_schedule::instant_or_raise("start_at", task.start_at),
+        tz: pg_schedule::time_zone_or_raise(Some(&task.timezone)),
+        missed: Missed::from_sql(&task.missed).unwrap_or(Missed::Once),
+        end_at: task.end_at.and_then(pg_schedule::to_chrono),
+        max_runs: task.max_runs,
+        runs: task.run_count,
+    }
+}
+
+fn finish(client: &mut pgrx::spi::SpiClient<'_>, run: &Claimed, outcome: &Outcome) {
+    let succeeded = outcome.status == RunStatus::Succeeded;
+    let (status, next) = run.timing.after_run(run.slot, Utc::now(), succeeded);
+    let slot = pg_schedule::to_pg(run.slot);
+    store::record(client, &run.task, slot, run.started, outcome, status, next.map(pg_schedule::to_pg))
         .unwrap_or_else(|e| error!("{e}"));
 }

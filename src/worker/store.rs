@@ -2,6 +2,8 @@
 //! record how its run went, and find when the next one is due.
 
 use crate::executor::Outcome;
+use crate::lifecycle::Skipped;
+use crate::pg_schedule::to_pg;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
@@ -16,12 +18,17 @@ pub struct DueTask {
     pub timezone: String,
     pub start_at: TimestampWithTimeZone,
     pub next_run_at: TimestampWithTimeZone,
+    pub missed: String,
+    pub end_at: Option<TimestampWithTimeZone>,
+    pub max_runs: Option<i64>,
+    pub run_count: i64,
 }
 
 /// The partial index on (next_run_at) WHERE status = 'scheduled' makes this
 /// O(due), and SKIP LOCKED lets other claimers pass a task that is running.
 const CLAIM: &str = "
-    SELECT id, command, owner::oid, kind, schedule, timezone, start_at, next_run_at
+    SELECT id, command, owner::oid, kind, schedule, timezone, start_at, next_run_at,
+           missed, end_at, max_runs, run_count
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now()
     ORDER BY next_run_at, id
@@ -30,8 +37,8 @@ const CLAIM: &str = "
 
 const RECORD: &str = "
     WITH run AS (
-        INSERT INTO mtask.runs (task_id, started_at, finished_at, status, sqlstate, message, rows)
-        VALUES ($1, $2, clock_timestamp(), $3, $4, $5, $6)
+        INSERT INTO mtask.runs (task_id, scheduled_for, started_at, finished_at, status, sqlstate, message, rows)
+        VALUES ($1, $9, $2, clock_timestamp(), $3, $4, $5, $6)
     )
     UPDATE mtask.tasks SET
         last_run_at = $2,
@@ -65,18 +72,23 @@ pub fn claim(client: &mut SpiClient<'_>) -> SpiResult<Option<DueTask>> {
         timezone: row.get(6)?.ok_or_else(missing)?,
         start_at: row.get(7)?.ok_or_else(missing)?,
         next_run_at: row.get(8)?.ok_or_else(missing)?,
+        missed: row.get(9)?.ok_or_else(missing)?,
+        end_at: row.get(10)?,
+        max_runs: row.get(11)?,
+        run_count: row.get(12)?.ok_or_else(missing)?,
     }))
 }
 
 pub fn record(
     client: &mut SpiClient<'_>,
     task: &DueTask,
+    slot: TimestampWithTimeZone,
     started_at: TimestampWithTimeZone,
     outcome: &Outcome,
     status: &str,
     next_run_at: Option<TimestampWithTimeZone>,
 ) -> SpiResult<()> {
-    let args: [DatumWithOid; 8] = [
+    let args: [DatumWithOid; 9] = [
         task.id.into(),
         started_at.into(),
         outcome.status.as_str().into(),
@@ -85,8 +97,38 @@ pub fn record(
         outcome.rows.into(),
         status.into(),
         next_run_at.into(),
+        slot.into(),
     ];
     client.update(RECORD, None, &args)?;
+    Ok(())
+}
+
+/// Records slots that were passed over as one 'skipped' run.
+pub fn record_skipped(client: &mut SpiClient<'_>, task_id: i64, skipped: &Skipped) -> SpiResult<()> {
+    let message = if skipped.past_end {
+        format!("not run: the task's end_at had passed when it came due at {}", skipped.from)
+    } else {
+        format!("not run: runs due from {} until {} were missed", skipped.from, skipped.until)
+    };
+    let args: [DatumWithOid; 3] = [task_id.into(), to_pg(skipped.from).into(), message.into()];
+    client.update(
+        "INSERT INTO mtask.runs (task_id, scheduled_for, started_at, finished_at, status, message)
+         VALUES ($1, $2, now(), now(), 'skipped', $3)",
+        None,
+        &args,
+    )?;
+    Ok(())
+}
+
+/// Moves a task on without running it.
+pub fn pass(
+    client: &mut SpiClient<'_>,
+    task_id: i64,
+    status: &str,
+    next_run_at: Option<TimestampWithTimeZone>,
+) -> SpiResult<()> {
+    let args: [DatumWithOid; 3] = [task_id.into(), status.into(), next_run_at.into()];
+    client.update("UPDATE mtask.tasks SET status = $2, next_run_at = $3 WHERE id = $1", None, &args)?;
     Ok(())
 }
 

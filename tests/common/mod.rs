@@ -236,6 +236,15 @@ impl Cluster {
         panic!("timed out waiting for `{sql}` to return {expected:?}; last: {last:?}\nlog:\n{}", self.log());
     }
 
+    /// Waits until the server log contains `needle`, failing after DEADLINE.
+    pub fn wait_for_log(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(start.elapsed() < DEADLINE, "timed out waiting for {needle:?} in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The scheduler's pid, once it is running.
     pub fn scheduler_pid(&self) -> String {
         let q = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask scheduler'";

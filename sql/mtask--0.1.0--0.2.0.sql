@@ -1,0 +1,192 @@
+-- mtask 0.1.0 -> 0.2.0: a task's window (end_at) and run limit (max_runs),
+-- the missed-run policy, fixed-delay schedules ('after 10 minutes'),
+-- mtask.alter(), and 'skipped' runs that say which slots did not run.
+--
+-- A new installation runs sql/schema.sql and then this file, exactly as an
+-- upgrade does, so the two cannot drift apart.
+
+ALTER TABLE mtask.tasks
+    ADD COLUMN end_at   timestamptz,
+    ADD COLUMN max_runs bigint CONSTRAINT tasks_max_runs_check CHECK (max_runs > 0),
+    ADD COLUMN missed   text NOT NULL DEFAULT 'once'
+                        CONSTRAINT tasks_missed_check CHECK (missed IN ('once', 'skip', 'all'));
+
+COMMENT ON COLUMN mtask.tasks.end_at IS 'No run starts after this instant; NULL: no end.';
+COMMENT ON COLUMN mtask.tasks.max_runs IS 'The task is done after this many runs; NULL: no limit.';
+COMMENT ON COLUMN mtask.tasks.missed IS 'After downtime or a pause: once (one catch-up run), skip, or all (up to mtask.max_catchup).';
+
+-- A 'skipped' run is a record of slots that passed without a run, so that a
+-- DBA can tell "did not run" from "was never due".
+ALTER TABLE mtask.runs
+    ADD COLUMN scheduled_for timestamptz,
+    DROP CONSTRAINT runs_status_check,
+    ADD CONSTRAINT runs_status_check CHECK (status IN ('succeeded', 'failed', 'skipped'));
+
+COMMENT ON COLUMN mtask.runs.scheduled_for IS 'The slot this run was for; for a skipped run, the first slot passed over.';
+
+-- The rules on the new options, in a trigger of their own that fires after
+-- tasks_check (triggers fire in name order), once next_run_at is known.
+CREATE FUNCTION mtask.tasks_check_limits() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.missed IS NULL OR NEW.missed NOT IN ('once', 'skip', 'all') THEN
+        RAISE EXCEPTION 'invalid missed-run policy "%" for task "%"', NEW.missed, NEW.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''once'' (one catch-up run), ''skip'' (none) or ''all'' (every missed run, up to mtask.max_catchup).';
+    END IF;
+    -- 0 and infinity mean "no limit", as they do for Postgres' own settings.
+    IF NEW.max_runs = 0 THEN
+        NEW.max_runs := NULL;
+    ELSIF NEW.max_runs < 0 THEN
+        RAISE EXCEPTION 'max_runs of task "%" must be positive, not %', NEW.name, NEW.max_runs
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the number of runs after which the task is done, or 0 for no limit.';
+    END IF;
+    IF NEW.end_at = 'infinity' THEN
+        NEW.end_at := NULL;
+    ELSIF NEW.end_at = '-infinity' THEN
+        RAISE EXCEPTION 'end_at of task "%" must be a finite timestamp', NEW.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a real point in time, or ''infinity'' for no end.';
+    END IF;
+    IF NEW.end_at < NEW.start_at THEN
+        RAISE EXCEPTION 'task "%" ends at % before it starts at %', NEW.name, NEW.end_at, NEW.start_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'end_at must be at or after start_at.';
+    END IF;
+    -- A window or run limit that leaves no run: an error for a new task, the
+    -- end for one that has run (the scheduler reaches the same verdict).
+    IF NEW.status = 'scheduled' AND (NEW.next_run_at > NEW.end_at OR NEW.run_count >= NEW.max_runs) THEN
+        IF TG_OP = 'INSERT' THEN
+            RAISE EXCEPTION 'task "%" would never run: its first run at % is after its end_at %',
+                  NEW.name, NEW.next_run_at, NEW.end_at
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Move end_at later, or start_at earlier.';
+        END IF;
+        NEW.status := 'done';
+        NEW.next_run_at := NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER tasks_check_limits
+    BEFORE INSERT OR UPDATE ON mtask.tasks
+    FOR EACH ROW EXECUTE FUNCTION mtask.tasks_check_limits();
+
+DROP FUNCTION mtask.schedule(text, text, text, timestamptz, text, text);
+
+CREATE FUNCTION mtask.schedule(
+    name text,
+    schedule text,
+    command text,
+    start_at timestamptz DEFAULT now(),
+    remark text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    end_at timestamptz DEFAULT NULL,
+    max_runs bigint DEFAULT NULL,
+    missed text DEFAULT 'once'
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF schedule IS NULL THEN
+        RAISE EXCEPTION 'a recurring task needs a schedule'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval such as ''10 seconds'', or use mtask.schedule_at for a one-shot task.';
+    END IF;
+    INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed)
+    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9)
+    RETURNING id INTO new_id;
+    PERFORM mtask._check_scheduler();
+    RETURN new_id;
+END
+$$;
+
+DROP FUNCTION mtask.schedule_at(text, timestamptz, text, text);
+
+CREATE FUNCTION mtask.schedule_at(
+    name text,
+    run_at timestamptz,
+    command text,
+    remark text DEFAULT NULL,
+    missed text DEFAULT 'once'
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF run_at IS NULL THEN
+        RAISE EXCEPTION 'a one-shot task needs a run time'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use now() to run it as soon as possible.';
+    END IF;
+    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed)
+    VALUES ($1, 'once', $3, $2, $4, $5)
+    RETURNING id INTO new_id;
+    PERFORM mtask._check_scheduler();
+    RETURN new_id;
+END
+$$;
+
+-- Changes any option of a task; NULL leaves an option as it is. A schedule
+-- makes a one-shot task recurring. end_at => 'infinity' and max_runs => 0
+-- remove those limits. Returns the task as it now is.
+CREATE FUNCTION mtask.alter(
+    task_id bigint,
+    schedule text DEFAULT NULL,
+    command text DEFAULT NULL,
+    start_at timestamptz DEFAULT NULL,
+    end_at timestamptz DEFAULT NULL,
+    max_runs bigint DEFAULT NULL,
+    missed text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    remark text DEFAULT NULL
+) RETURNS mtask.tasks
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    altered mtask.tasks;
+BEGIN
+    UPDATE mtask.tasks t SET
+        kind     = CASE WHEN $2 IS NULL THEN t.kind ELSE 'recurring' END,
+        schedule = coalesce($2, t.schedule),
+        command  = coalesce($3, t.command),
+        start_at = coalesce($4, t.start_at),
+        end_at   = coalesce($5, t.end_at),
+        max_runs = coalesce($6, t.max_runs),
+        missed   = coalesce($7, t.missed),
+        timezone = coalesce($8, t.timezone),
+        remark   = coalesce($9, t.remark)
+    WHERE t.id = $1
+    RETURNING t.* INTO altered;
+    IF NOT FOUND THEN
+        PERFORM mtask._task_status($1);  -- raises: no such task
+    END IF;
+    PERFORM mtask._check_scheduler();
+    RETURN altered;
+END
+$$;
+
+CREATE FUNCTION mtask.alter(
+    task_name text,
+    schedule text DEFAULT NULL,
+    command text DEFAULT NULL,
+    start_at timestamptz DEFAULT NULL,
+    end_at timestamptz DEFAULT NULL,
+    max_runs bigint DEFAULT NULL,
+    missed text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    remark text DEFAULT NULL
+) RETURNS mtask.tasks
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9) $$;

@@ -1,0 +1,68 @@
+//! Upgrades: a database made by an older mtask, updated with ALTER EXTENSION
+//! mtask UPDATE, keeps its tasks and ends up with the same schema as a new
+//! installation.
+
+mod common;
+
+use common::Cluster;
+
+/// Everything in schema mtask that an upgrade script could get wrong.
+const CATALOG: &str = "
+SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+    SELECT format('function %s(%s) %s %s %s %s', p.proname, pg_get_function_arguments(p.oid),
+                  pg_get_function_result(p.oid), p.provolatile, p.proconfig, md5(p.prosrc))
+    FROM pg_proc p WHERE p.pronamespace = 'mtask'::regnamespace
+    UNION ALL
+    SELECT format('column %s.%s %s %s %s %s', c.relname, a.attnum, a.attname,
+                  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE c.relnamespace = 'mtask'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT format('constraint %s %s', conname, pg_get_constraintdef(oid))
+    FROM pg_constraint WHERE connamespace = 'mtask'::regnamespace
+    UNION ALL
+    SELECT format('index %s', pg_get_indexdef(i.indexrelid))
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'mtask'::regnamespace
+    UNION ALL
+    SELECT format('trigger %s', pg_get_triggerdef(t.oid))
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+    WHERE c.relnamespace = 'mtask'::regnamespace AND NOT t.tgisinternal
+    UNION ALL
+    SELECT format('dumped %s %s', extconfig::regclass[], extcondition) FROM pg_extension WHERE extname = 'mtask'
+    UNION ALL
+    SELECT format('comment %s %s', objoid::regclass, md5(description))
+    FROM pg_description WHERE classoid = 'pg_class'::regclass
+      AND objoid IN (SELECT oid FROM pg_class WHERE relnamespace = 'mtask'::regnamespace)
+) s(x)";
+
+#[test]
+fn update_from_0_1_0_keeps_tasks_and_matches_a_new_installation() {
+    let c = Cluster::start("");
+    c.sql("CREATE DATABASE fresh");
+    c.sql_in("fresh", "CREATE EXTENSION mtask");
+
+    // The scheduler runs in `postgres`; it waits, with one WARNING, while the
+    // database holds an older schema than the library.
+    c.sql("CREATE EXTENSION mtask VERSION '0.1.0'");
+    c.sql("CREATE TABLE hits (n int)");
+    c.sql("SELECT mtask.schedule('old', '@daily', 'SELECT 1', remark => 'from 0.1.0')");
+    c.sql("SELECT mtask.schedule_at('soon', now(), 'INSERT INTO hits VALUES (1)')");
+    c.wait_for_log("mtask 0.1.0 is installed in this database");
+    let warned = || c.log().matches("mtask 0.1.0 is installed in this database").count();
+    assert_eq!(warned(), 1, "log:\n{}", c.log());
+    assert_eq!(c.sql("SELECT count(*) FROM hits"), "0");
+
+    c.sql("ALTER EXTENSION mtask UPDATE");
+    assert_eq!(c.sql("SELECT extversion FROM pg_extension WHERE extname = 'mtask'"), "0.2.0");
+    assert_eq!(
+        c.sql("SELECT name, remark, missed, end_at IS NULL, max_runs IS NULL FROM mtask.tasks WHERE name = 'old'"),
+        "old|from 0.1.0|once|t|t"
+    );
+    // The task made under 0.1.0 runs once the schema matches.
+    c.wait_for("SELECT count(*) FROM hits", "1");
+    assert_eq!(c.sql("SELECT status FROM mtask.tasks WHERE name = 'soon'"), "done");
+    assert_eq!(warned(), 1);
+
+    assert_eq!(c.sql(CATALOG), c.sql_in("fresh", CATALOG));
+}
