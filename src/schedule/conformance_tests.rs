@@ -1,8 +1,15 @@
 //! Table-driven conformance: expression, time zone, from (inclusive) → the
-//! next instants. Expected values were worked out by hand from the calendar
-//! (1 January 2026 is a Thursday) and the tz rules for 2026: US DST 8 March
-//! and 1 November, EU 29 March and 25 October, Lord Howe (30-minute shift)
-//! 5 April and 4 October, Kolkata none.
+//! next instants. Two tables:
+//! - `CASES` below: worked out by hand from the calendar (1 January 2026 is a
+//!   Thursday) and the tz rules for 2026: US DST 8 March and 1 November, EU
+//!   29 March and 25 October, Lord Howe (30-minute shift) 5 April and
+//!   4 October, Kolkata none.
+//! - `conformance.tsv`: computed by `scripts/cron_oracle.py`, a brute-force
+//!   evaluator that shares nothing with the code under test (Python's
+//!   zoneinfo, its own field matcher, a walk through real time). The oracle
+//!   reproduces every hand-worked cron case in `CASES`, and a sample of its
+//!   rows (the Lord Howe gap, L/W/# months) was checked by hand.
+//!   `scripts/cron_oracle.py --check src/schedule/conformance.tsv` re-checks it.
 
 use super::{Schedule, ScheduleError, Span, time_zone};
 use chrono::{DateTime, Utc};
@@ -109,6 +116,27 @@ const CASES: &[(&str, &str, &str, &[&str])] = &[
     ("every 1 hour", "America/New_York", "2026-11-01T05:00:00Z", &["2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"]),
 ];
 
+/// The generated part of the table: see the header of `conformance.tsv`.
+const GENERATED: &str = include_str!("conformance.tsv");
+
+#[test]
+fn conformance_table_from_the_oracle() {
+    let mut differ = Vec::new();
+    let mut cases = 0;
+    for line in GENERATED.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [expr, tz, from, expected] = cols[..] else { panic!("bad line: {line}") };
+        let want: Vec<_> = expected.split(',').map(instant).collect();
+        let got = runs(expr, tz, from, want.len());
+        if got != want {
+            differ.push(format!("{expr} in {tz} from {from}\n  want {want:?}\n  got  {got:?}"));
+        }
+        cases += 1;
+    }
+    assert!(differ.is_empty(), "{} of {cases} cases differ:\n{}", differ.len(), differ.join("\n"));
+    assert!(cases + CASES.len() >= 250, "the table has {} cases", cases + CASES.len());
+}
+
 #[test]
 fn conformance_table() {
     for (expr, tz, from, expected) in CASES {
@@ -153,6 +181,8 @@ fn cron_is_stored_normalised() {
         ("0 3 * * mon-fri", "0 3 * * MON-FRI"),
         ("  0   0  $  *  * ", "0 0 L * *"),
         ("@Daily", "@daily"),
+        ("0 0 2/5 * *", "0 0 2-31/5 * *"),
+        ("*/10,5/20 * * * *", "*/10,5-59/20 * * * *"),
     ] {
         assert_eq!(Schedule::parse(input, interval).unwrap().to_string(), stored);
     }

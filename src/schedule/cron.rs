@@ -88,8 +88,11 @@ fn number(field: &Field, token: &str) -> Result<u32, ScheduleError> {
 
 /// Checks one field's comma-separated parts: `*`, `?`, `a`, `a-b`, any of
 /// those `/step`, and the day specials `L`, `LW`, `nW` (day of month) and
-/// `nL`, `n#k` (day of week).
-fn check_field(field: &Field, text: &str) -> Result<(), ScheduleError> {
+/// `nL`, `n#k` (day of week). Returns the field with `a/n` written as
+/// `a-max/n`, the meaning Quartz, robfig/cron and croniter give it, which
+/// croner does not read.
+fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
+    let mut parts = Vec::new();
     for part in text.split(',') {
         let (base, step) = match part.split_once('/') {
             Some((b, s)) => (b, Some(s)),
@@ -133,11 +136,16 @@ fn check_field(field: &Field, text: &str) -> Result<(), ScheduleError> {
                 }
                 None => {
                     number(field, base)?;
+                    if let Some(step) = step {
+                        parts.push(format!("{base}-{}/{step}", field.max));
+                        continue;
+                    }
                 }
             },
         }
+        parts.push(part.to_string());
     }
-    Ok(())
+    Ok(parts.join(","))
 }
 
 impl CronSchedule {
@@ -163,8 +171,7 @@ impl CronSchedule {
             for (spec, field) in specs.zip(&fields) {
                 // pg_cron writes the last day of the month as `$`.
                 let field = if spec.name == "day of month" { field.replace('$', "L") } else { field.to_string() };
-                check_field(spec, &field)?;
-                normal.push(field);
+                normal.push(check_field(spec, &field)?);
             }
             let normal = normal.join(" ");
             (normal.clone(), normal)
