@@ -24,6 +24,13 @@ ALTER TABLE mtask.runs
 
 COMMENT ON COLUMN mtask.runs.scheduled_for IS 'The slot this run was for; for a skipped run, the first slot passed over.';
 
+-- Functions in Rust that this version adds. A new installation has already
+-- made them from the library's own declarations; these must say the same.
+CREATE OR REPLACE FUNCTION mtask._wake_at_commit() RETURNS void
+STRICT VOLATILE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'wake_at_commit_wrapper';
+
 -- The rules on the new options, in a trigger of their own that fires after
 -- tasks_check (triggers fire in name order), once next_run_at is known.
 CREATE FUNCTION mtask.tasks_check_limits() RETURNS trigger
@@ -67,6 +74,11 @@ BEGIN
         END IF;
         NEW.status := 'done';
         NEW.next_run_at := NULL;
+    END IF;
+    -- A task that may now be due sooner wakes the workers when this commits.
+    IF NEW.status = 'scheduled' AND (TG_OP = 'INSERT' OR NEW.next_run_at IS DISTINCT FROM OLD.next_run_at
+                                     OR OLD.status IS DISTINCT FROM 'scheduled') THEN
+        PERFORM mtask._wake_at_commit();
     END IF;
     RETURN NEW;
 END

@@ -4,7 +4,7 @@
 
 use crate::{guc, pg_schedule};
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode;
+use pgrx::{PgSqlErrorCode, PgXactCallbackEvent};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set in the postmaster when it preloads mtask; every backend inherits it.
@@ -60,6 +60,29 @@ fn next_runs(
     let first = schedule.next_run(anchor, anchor, tz);
     let runs = std::iter::successors(first, move |prev| schedule.following_run(anchor, *prev, *prev, tz));
     SetOfIterator::new(runs.take(n as usize).map(pg_schedule::to_pg))
+}
+
+/// Set while this transaction has asked to wake the pool at commit.
+static WAKE_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Wakes the pool's workers when this transaction commits, so that a task it
+/// made due starts at once instead of at the next naptime. Called by the
+/// tasks trigger; a no-op in a pool worker, which looks again after each run.
+#[pg_extern(volatile, name = "_wake_at_commit")]
+fn wake_at_commit() {
+    if !PRELOADED.load(Ordering::Relaxed)
+        || crate::worker::runner::IN_POOL.load(Ordering::Relaxed)
+        || WAKE_PENDING.swap(true, Ordering::Relaxed)
+    {
+        return;
+    }
+    pgrx::register_xact_callback(PgXactCallbackEvent::Commit, || {
+        WAKE_PENDING.store(false, Ordering::Relaxed);
+        crate::shmem::wake_workers();
+    });
+    pgrx::register_xact_callback(PgXactCallbackEvent::Abort, || {
+        WAKE_PENDING.store(false, Ordering::Relaxed);
+    });
 }
 
 /// Warns when tasks created in this session would not run.

@@ -11,6 +11,7 @@ pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 pub static MISSED_GRACE_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static MAX_CATCHUP: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
 /// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
 /// define a server-start setting later, in a backend that loads mtask for
@@ -63,6 +64,16 @@ pub fn init(preloading: bool) {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
+        c"mtask.max_workers",
+        c"How many worker processes run tasks at the same time.",
+        c"Each is a background worker: max_worker_processes must leave room for them and the launcher.",
+        &MAX_WORKERS,
+        1,
+        crate::shmem::MAX_WORKERS as i32,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
         c"mtask.max_catchup",
         c"Most missed runs that a task with missed = 'all' catches up on.",
         c"When more slots were missed, only the latest this many run; the older ones are recorded as skipped.",
@@ -90,6 +101,10 @@ pub fn catchup() -> Catchup {
         grace: chrono::Duration::milliseconds(MISSED_GRACE_MS.get().into()),
         max_catchup: MAX_CATCHUP.get().max(1) as u32,
     }
+}
+
+pub fn max_workers() -> usize {
+    MAX_WORKERS.get().clamp(1, crate::shmem::MAX_WORKERS as i32) as usize
 }
 
 pub fn enabled() -> bool {

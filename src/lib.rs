@@ -10,6 +10,7 @@ mod executor;
 mod guc;
 pub mod lifecycle;
 mod pg_schedule;
+mod shmem;
 pub mod schedule;
 mod worker;
 
@@ -28,6 +29,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::init(preloading);
     if preloading {
         api::PRELOADED.store(true, Ordering::Relaxed);
+        shmem::init();
         worker::register();
     }
 }

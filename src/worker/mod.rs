@@ -1,21 +1,67 @@
-//! The scheduler background worker: registration here, the loop in
-//! `scheduler`, the SQL on task rows in `store`.
+//! mtask's background processes. The launcher (`launcher`, backend type
+//! "mtask scheduler") is registered at server start and keeps a pool of
+//! `mtask.max_workers` dynamic workers (`runner`, "mtask worker") that claim
+//! and run due tasks; `store` holds their SQL on task rows.
 
-mod scheduler;
+mod launcher;
+pub mod runner;
 mod store;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::prelude::*;
 use std::time::Duration;
 
 pub fn register() {
     BackgroundWorkerBuilder::new("mtask scheduler")
         .set_type("mtask scheduler")
         .set_library("mtask")
-        .set_function("mtask_scheduler_main")
+        .set_function("mtask_launcher_main")
         .enable_spi_access()
         // Not on a standby: it starts when recovery ends, i.e. on promotion.
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        // pgrx's default is never to restart; a crashed scheduler must come back.
+        // pgrx's default is never to restart; a crashed launcher must come back.
         .set_restart_time(Some(Duration::from_secs(1)))
         .load();
+}
+
+// pgrx exposes these only behind Rust guards; a signal handler must be the
+// plain C function.
+unsafe extern "C-unwind" {
+    fn die(signal: std::ffi::c_int);
+    fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
+}
+
+/// Postgres' own handlers, not pgrx's flag-only ones: with `die`, a task
+/// sleeping in pg_sleep(3600) ends at its next CHECK_FOR_INTERRUPTS on a fast
+/// shutdown. SIGINT keeps the default StatementCancelHandler, so
+/// pg_cancel_backend and timeouts cancel the running task only.
+fn set_up_signals() {
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die));
+        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(SignalHandlerForConfigReload));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
+
+fn reload_config_if_requested() {
+    unsafe {
+        if pg_sys::ConfigReloadPending != 0 {
+            pg_sys::ConfigReloadPending = 0;
+            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        }
+    }
+}
+
+/// Sleeps until the latch is set or `timeout` passes.
+fn wait(timeout: Duration) {
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            // Rounded up: waking a hair early finds nothing due and costs a round.
+            timeout.as_micros().div_ceil(1000) as _,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
 }

@@ -245,7 +245,16 @@ impl Cluster {
         }
     }
 
-    /// The scheduler's pid, once it is running.
+    /// The pool workers' pids, comma-separated in order, once all of
+    /// `mtask.max_workers` are running.
+    pub fn worker_pids(&self) -> String {
+        let q = "SELECT count(*) = current_setting('mtask.max_workers')::int
+                 FROM pg_stat_activity WHERE backend_type = 'mtask worker'";
+        self.wait_for(q, "t");
+        self.sql("SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'mtask worker'")
+    }
+
+    /// The launcher's pid, once it is running.
     pub fn scheduler_pid(&self) -> String {
         let q = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask scheduler'";
         self.wait_for(q, "1");

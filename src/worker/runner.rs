@@ -1,47 +1,49 @@
-//! The scheduler's loop: one transaction per due task — claim, run, record,
-//! commit — then sleep until the next task is due or `mtask.naptime` passes.
+//! A pool worker's loop: one transaction per due task — claim, run, record,
+//! commit — then sleep until the next task is due, a commit wakes it, or
+//! `mtask.naptime` passes. Workers share nothing but the tasks table: the
+//! claim's `FOR UPDATE SKIP LOCKED` hands each due task to one of them.
 
 use super::store::{self, DueTask};
 use crate::executor::{self, Outcome, RunStatus};
 use crate::lifecycle::{Decision, Missed, Timing};
-use crate::{guc, pg_schedule};
+use crate::{guc, pg_schedule, shmem};
 use chrono::{DateTime, Utc};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-// pgrx exposes these only behind Rust guards; a signal handler must be the
-// plain C function.
-unsafe extern "C-unwind" {
-    fn die(signal: std::ffi::c_int);
-    fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
+/// Packs what a pool worker is told at start into its one argument.
+pub fn argument(slot: usize, generation: u32) -> pg_sys::Datum {
+    pg_sys::Datum::from((u64::from(generation) << 16) | slot as u64)
 }
+
+/// Set in pool workers: their own commits need not wake the pool, since a
+/// worker looks for the next due task straight after each run.
+pub static IN_POOL: AtomicBool = AtomicBool::new(false);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn mtask_scheduler_main(_arg: pg_sys::Datum) {
-    unsafe {
-        // Postgres' own handlers, not pgrx's flag-only ones: with `die`, a task
-        // sleeping in pg_sleep(3600) ends at its next CHECK_FOR_INTERRUPTS on a
-        // fast shutdown. SIGINT keeps the default StatementCancelHandler, so
-        // pg_cancel_backend cancels the running task only.
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die));
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(SignalHandlerForConfigReload));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
+    let packed = arg.value() as u64;
+    let (slot, generation) = ((packed & 0xffff) as usize, (packed >> 16) as u32);
+    super::set_up_signals();
+    IN_POOL.store(true, Ordering::Relaxed);
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    log!("mtask scheduler started in database \"{database}\"");
+    shmem::attach(slot);
 
-    let mut schema = Schema::default();
-    loop {
-        reload_config_if_requested();
+    let mut schema = Schema { warns: slot == 0, ..Schema::default() };
+    // A worker leaves when a new launcher has taken over, or when the pool
+    // has shrunk below its slot; it never leaves in the middle of a task.
+    while shmem::generation() == generation && slot < guc::max_workers() {
+        super::reload_config_if_requested();
         let sleep = if guc::enabled() { step(&mut schema) } else { guc::naptime() };
         if !sleep.is_zero() {
-            wait(sleep);
+            super::wait(sleep);
             // An ALTER EXTENSION may have come while we slept.
             schema.checked = false;
         }
@@ -51,27 +53,8 @@ pub extern "C-unwind" fn mtask_scheduler_main(_arg: pg_sys::Datum) {
         }
         pg_sys::check_for_interrupts!();
     }
-}
-
-fn reload_config_if_requested() {
-    unsafe {
-        if pg_sys::ConfigReloadPending != 0 {
-            pg_sys::ConfigReloadPending = 0;
-            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-        }
-    }
-}
-
-fn wait(timeout: Duration) {
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            // Rounded up: waking a hair early finds nothing due and costs a round.
-            timeout.as_micros().div_ceil(1000) as _,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
+    if shmem::generation() == generation {
+        shmem::detach(slot);
     }
 }
 
@@ -107,6 +90,8 @@ struct Schema {
     ready: bool,
     /// The mismatched version already warned about, so it is said once.
     warned: Option<String>,
+    /// Whether this worker is the one that warns, so the pool says it once.
+    warns: bool,
 }
 
 impl Schema {
@@ -114,12 +99,12 @@ impl Schema {
         if self.checked {
             return self.ready;
         }
-        const QUERY: &str = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'mtask'";
+        const QUERY: &str = "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'mtask')";
         let installed: Option<String> = Spi::get_one(QUERY).unwrap_or_else(|e| error!("{e}"));
         let built = env!("CARGO_PKG_VERSION");
         self.checked = true;
         self.ready = installed.as_deref() == Some(built);
-        if let Some(v) = installed.filter(|v| v != built && self.warned.as_ref() != Some(v)) {
+        if let Some(v) = installed.filter(|v| self.warns && v != built && self.warned.as_ref() != Some(v)) {
             pg_schedule::report(
                 pgrx::PgLogLevel::WARNING,
                 pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
