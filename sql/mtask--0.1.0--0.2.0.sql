@@ -1,6 +1,8 @@
 -- mtask 0.1.0 -> 0.2.0: a task's window (end_at) and run limit (max_runs),
 -- the missed-run policy, fixed-delay schedules ('after 10 minutes'),
--- mtask.alter(), and 'skipped' runs that say which slots did not run.
+-- mtask.alter(), 'skipped' runs that say which slots did not run, timeouts,
+-- retries with backoff, pausing after repeated failures, and waking the
+-- worker pool when a due task commits.
 --
 -- A new installation runs sql/schema.sql and then this file, exactly as an
 -- upgrade does, so the two cannot drift apart.
@@ -11,6 +13,27 @@ ALTER TABLE mtask.tasks
     ADD COLUMN missed   text NOT NULL DEFAULT 'once'
                         CONSTRAINT tasks_missed_check CHECK (missed IN ('once', 'skip', 'all'));
 
+ALTER TABLE mtask.tasks
+    ADD COLUMN timeout                  interval,
+    ADD COLUMN max_attempts             int NOT NULL DEFAULT 1
+                                        CONSTRAINT tasks_max_attempts_check CHECK (max_attempts >= 1),
+    ADD COLUMN retry_delay              interval NOT NULL DEFAULT '10 seconds',
+    ADD COLUMN retry_max_delay          interval NOT NULL DEFAULT '1 hour',
+    ADD COLUMN max_consecutive_failures int
+                                        CONSTRAINT tasks_max_consecutive_failures_check CHECK (max_consecutive_failures > 0),
+    ADD COLUMN attempt                  int NOT NULL DEFAULT 1,
+    ADD COLUMN retry_slot               timestamptz,
+    ADD COLUMN consecutive_failures     int NOT NULL DEFAULT 0,
+    ADD COLUMN pause_reason             text,
+    DROP CONSTRAINT tasks_last_status_check,
+    ADD CONSTRAINT tasks_last_status_check CHECK (last_status IN ('succeeded', 'failed', 'timeout'));
+
+COMMENT ON COLUMN mtask.tasks.timeout IS 'A run past this is cancelled (status timeout); NULL: mtask.default_timeout; 0: none.';
+COMMENT ON COLUMN mtask.tasks.max_attempts IS 'Runs per slot, retries included; 1: no retry.';
+COMMENT ON COLUMN mtask.tasks.retry_delay IS 'Delay before the first retry; it doubles per retry, with jitter, up to retry_max_delay.';
+COMMENT ON COLUMN mtask.tasks.max_consecutive_failures IS 'Pause the task after this many failed runs in a row; NULL: never.';
+COMMENT ON COLUMN mtask.tasks.attempt IS 'The attempt number of the next run.';
+COMMENT ON COLUMN mtask.tasks.retry_slot IS 'The slot the next run retries; NULL when it is not a retry.';
 COMMENT ON COLUMN mtask.tasks.end_at IS 'No run starts after this instant; NULL: no end.';
 COMMENT ON COLUMN mtask.tasks.max_runs IS 'The task is done after this many runs; NULL: no limit.';
 COMMENT ON COLUMN mtask.tasks.missed IS 'After downtime or a pause: once (one catch-up run), skip, or all (up to mtask.max_catchup).';
@@ -19,8 +42,9 @@ COMMENT ON COLUMN mtask.tasks.missed IS 'After downtime or a pause: once (one ca
 -- DBA can tell "did not run" from "was never due".
 ALTER TABLE mtask.runs
     ADD COLUMN scheduled_for timestamptz,
+    ADD COLUMN attempt int,
     DROP CONSTRAINT runs_status_check,
-    ADD CONSTRAINT runs_status_check CHECK (status IN ('succeeded', 'failed', 'skipped'));
+    ADD CONSTRAINT runs_status_check CHECK (status IN ('succeeded', 'failed', 'timeout', 'skipped'));
 
 COMMENT ON COLUMN mtask.runs.scheduled_for IS 'The slot this run was for; for a skipped run, the first slot passed over.';
 
@@ -30,6 +54,20 @@ CREATE OR REPLACE FUNCTION mtask._wake_at_commit() RETURNS void
 STRICT VOLATILE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'wake_at_commit_wrapper';
+
+-- A limit option: NULL or 0 for none, else positive.
+CREATE FUNCTION mtask._limit(val bigint, what text, task_name text, hint text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF val < 0 THEN
+        RAISE EXCEPTION '% of task "%" must be positive, not %', what, task_name, val
+            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    RETURN nullif(val, 0);
+END
+$$;
 
 -- The rules on the new options, in a trigger of their own that fires after
 -- tasks_check (triggers fire in name order), once next_run_at is known.
@@ -44,19 +82,33 @@ BEGIN
                   HINT = 'Use ''once'' (one catch-up run), ''skip'' (none) or ''all'' (every missed run, up to mtask.max_catchup).';
     END IF;
     -- 0 and infinity mean "no limit", as they do for Postgres' own settings.
-    IF NEW.max_runs = 0 THEN
-        NEW.max_runs := NULL;
-    ELSIF NEW.max_runs < 0 THEN
-        RAISE EXCEPTION 'max_runs of task "%" must be positive, not %', NEW.name, NEW.max_runs
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Give the number of runs after which the task is done, or 0 for no limit.';
-    END IF;
+    NEW.max_runs := mtask._limit(NEW.max_runs, 'max_runs', NEW.name,
+        'Give the number of runs after which the task is done, or 0 for no limit.');
+    NEW.max_consecutive_failures := mtask._limit(NEW.max_consecutive_failures, 'max_consecutive_failures', NEW.name,
+        'Give how many failed runs in a row pause the task, or 0 to never pause it.');
     IF NEW.end_at = 'infinity' THEN
         NEW.end_at := NULL;
     ELSIF NEW.end_at = '-infinity' THEN
         RAISE EXCEPTION 'end_at of task "%" must be a finite timestamp', NEW.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use a real point in time, or ''infinity'' for no end.';
+    END IF;
+    IF NEW.timeout < interval '0' OR NEW.retry_delay < interval '0' OR NEW.retry_max_delay < interval '0' THEN
+        RAISE EXCEPTION 'timeout, retry_delay and retry_max_delay of task "%" must not be negative', NEW.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval such as ''5 minutes''; a timeout of 0 means none.';
+    END IF;
+    IF NEW.max_attempts IS NULL OR NEW.max_attempts < 1 THEN
+        RAISE EXCEPTION 'max_attempts of task "%" must be at least 1, not %', NEW.name, NEW.max_attempts
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It counts the first run: 1 means no retry, 3 means up to two retries.';
+    END IF;
+    -- Resuming starts afresh: no retry pending, no failure streak.
+    IF TG_OP = 'UPDATE' AND OLD.status = 'paused' AND NEW.status = 'scheduled' THEN
+        NEW.attempt := 1;
+        NEW.retry_slot := NULL;
+        NEW.consecutive_failures := 0;
+        NEW.pause_reason := NULL;
     END IF;
     IF NEW.end_at < NEW.start_at THEN
         RAISE EXCEPTION 'task "%" ends at % before it starts at %', NEW.name, NEW.end_at, NEW.start_at
@@ -99,7 +151,11 @@ CREATE FUNCTION mtask.schedule(
     timezone text DEFAULT NULL,
     end_at timestamptz DEFAULT NULL,
     max_runs bigint DEFAULT NULL,
-    missed text DEFAULT 'once'
+    missed text DEFAULT 'once',
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT 1,
+    retry_delay interval DEFAULT '10 seconds',
+    max_consecutive_failures int DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -112,8 +168,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give an interval such as ''10 seconds'', or use mtask.schedule_at for a one-shot task.';
     END IF;
-    INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed)
-    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9)
+    INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed,
+                             timeout, max_attempts, retry_delay, max_consecutive_failures)
+    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -127,7 +184,10 @@ CREATE FUNCTION mtask.schedule_at(
     run_at timestamptz,
     command text,
     remark text DEFAULT NULL,
-    missed text DEFAULT 'once'
+    missed text DEFAULT 'once',
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT 1,
+    retry_delay interval DEFAULT '10 seconds'
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -140,8 +200,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use now() to run it as soon as possible.';
     END IF;
-    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed)
-    VALUES ($1, 'once', $3, $2, $4, $5)
+    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay)
+    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -149,8 +209,9 @@ END
 $$;
 
 -- Changes any option of a task; NULL leaves an option as it is. A schedule
--- makes a one-shot task recurring. end_at => 'infinity' and max_runs => 0
--- remove those limits. Returns the task as it now is.
+-- makes a one-shot task recurring. end_at => 'infinity', max_runs => 0 and
+-- max_consecutive_failures => 0 remove those limits; timeout => '0' means
+-- no timeout. Returns the task as it now is.
 CREATE FUNCTION mtask.alter(
     task_id bigint,
     schedule text DEFAULT NULL,
@@ -160,7 +221,12 @@ CREATE FUNCTION mtask.alter(
     max_runs bigint DEFAULT NULL,
     missed text DEFAULT NULL,
     timezone text DEFAULT NULL,
-    remark text DEFAULT NULL
+    remark text DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT NULL,
+    retry_delay interval DEFAULT NULL,
+    retry_max_delay interval DEFAULT NULL,
+    max_consecutive_failures int DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -177,7 +243,12 @@ BEGIN
         max_runs = coalesce($6, t.max_runs),
         missed   = coalesce($7, t.missed),
         timezone = coalesce($8, t.timezone),
-        remark   = coalesce($9, t.remark)
+        remark   = coalesce($9, t.remark),
+        timeout  = coalesce($10, t.timeout),
+        max_attempts    = coalesce($11, t.max_attempts),
+        retry_delay     = coalesce($12, t.retry_delay),
+        retry_max_delay = coalesce($13, t.retry_max_delay),
+        max_consecutive_failures = coalesce($14, t.max_consecutive_failures)
     WHERE t.id = $1
     RETURNING t.* INTO altered;
     IF NOT FOUND THEN
@@ -197,8 +268,13 @@ CREATE FUNCTION mtask.alter(
     max_runs bigint DEFAULT NULL,
     missed text DEFAULT NULL,
     timezone text DEFAULT NULL,
-    remark text DEFAULT NULL
+    remark text DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT NULL,
+    retry_delay interval DEFAULT NULL,
+    retry_max_delay interval DEFAULT NULL,
+    max_consecutive_failures int DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9) $$;
+AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) $$;

@@ -12,6 +12,8 @@ use std::panic::AssertUnwindSafe;
 pub enum RunStatus {
     Succeeded,
     Failed,
+    /// Failed because it ran past its timeout.
+    Timeout,
 }
 
 impl RunStatus {
@@ -19,6 +21,7 @@ impl RunStatus {
         match self {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Timeout => "timeout",
         }
     }
 }
@@ -52,7 +55,19 @@ pub fn describe(err: &pg_sys::panic::CaughtError) -> (String, String) {
     (sqlstate_text(report.sql_error_code()), report.message().to_string())
 }
 
-pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid) -> Outcome {
+// Postgres' timeout API is not in pgrx's bindings. STATEMENT_TIMEOUT's
+// handler, registered for every backend by InitPostgres, cancels the running
+// statement just as `statement_timeout` does; SPI never arms it, so we do.
+const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
+unsafe extern "C-unwind" {
+    fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+}
+
+/// Runs `command` as `owner`, cancelled after `timeout_ms` if given.
+pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcome {
+    let started = std::time::Instant::now();
+    let timeout_ms = timeout_ms.filter(|ms| *ms > 0);
     unsafe {
         let caller_cxt = pg_sys::CurrentMemoryContext;
         let caller_resowner = pg_sys::CurrentResourceOwner;
@@ -72,12 +87,19 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid) -> Out
                 owner,
                 caller_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
             );
+            if let Some(ms) = timeout_ms {
+                enable_timeout_after(STATEMENT_TIMEOUT, ms);
+            }
             let rows = client.update(command, None, &[]).map(|t| t.len() as i64);
+            disable_timeout(STATEMENT_TIMEOUT, false);
             pg_sys::AtEOXact_GUC(false, guc_level);
             pg_sys::SetUserIdAndSecContext(caller_uid, caller_sec);
             rows.map_err(|e| ("XX000".to_string(), e.to_string()))
         }))
-        .catch_others(|err| Err(describe(&err)))
+        .catch_others(|err| {
+            disable_timeout(STATEMENT_TIMEOUT, false);
+            Err(describe(&err))
+        })
         .execute();
 
         // Aborting the subtransaction also restores the user id and the GUCs.
@@ -90,7 +112,13 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid) -> Out
 
         match result {
             Ok(rows) => Outcome { status: RunStatus::Succeeded, sqlstate: None, message: None, rows: Some(rows) },
-            Err((sqlstate, message)) => Outcome::failed(sqlstate, message),
+            Err((sqlstate, message)) => {
+                // A cancel once the timeout has passed is the timeout's.
+                let timed_out = sqlstate == "57014"
+                    && timeout_ms.is_some_and(|ms| started.elapsed().as_millis() >= ms as u128);
+                let status = if timed_out { RunStatus::Timeout } else { RunStatus::Failed };
+                Outcome { status, ..Outcome::failed(sqlstate, message) }
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 pub static MISSED_GRACE_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static MAX_CATCHUP: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
 /// define a server-start setting later, in a backend that loads mtask for
@@ -74,6 +75,16 @@ pub fn init(preloading: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"mtask.default_timeout",
+        c"How long a run of a task without a timeout of its own may take; 0 means no limit.",
+        c"A run past its timeout is cancelled and recorded with status 'timeout'.",
+        &DEFAULT_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
         c"mtask.max_catchup",
         c"Most missed runs that a task with missed = 'all' catches up on.",
         c"When more slots were missed, only the latest this many run; the older ones are recorded as skipped.",
@@ -101,6 +112,10 @@ pub fn catchup() -> Catchup {
         grace: chrono::Duration::milliseconds(MISSED_GRACE_MS.get().into()),
         max_catchup: MAX_CATCHUP.get().max(1) as u32,
     }
+}
+
+pub fn default_timeout_ms() -> i32 {
+    DEFAULT_TIMEOUT_MS.get()
 }
 
 pub fn max_workers() -> usize {

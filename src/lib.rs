@@ -9,6 +9,7 @@ mod api;
 mod executor;
 mod guc;
 pub mod lifecycle;
+pub mod retry;
 mod pg_schedule;
 mod shmem;
 pub mod schedule;

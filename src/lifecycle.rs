@@ -1,6 +1,7 @@
 //! What the scheduler does with a due task, and what becomes of the task after
 //! a run: the missed-run policy, the `end_at` window and `max_runs`. Plain Rust.
 
+use crate::retry::RetryPolicy;
 use crate::schedule::Schedule;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -50,6 +51,24 @@ pub struct Timing {
     pub max_runs: Option<i64>,
     /// Runs so far, not counting the one being decided on.
     pub runs: i64,
+    pub retry: RetryPolicy,
+    /// The attempt number of the coming run (1 unless it is a retry).
+    pub attempt: i32,
+    /// The slot a retry is for; `None` unless the coming run is a retry.
+    pub retry_slot: Option<DateTime<Utc>>,
+    /// Failed runs in a row so far.
+    pub failures: i32,
+}
+
+/// The task's state once a run has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct After {
+    pub status: &'static str,
+    pub next: Option<DateTime<Utc>>,
+    /// The attempt number of the next run, and the slot it retries.
+    pub attempt: i32,
+    pub retry_slot: Option<DateTime<Utc>>,
+    pub failures: i32,
 }
 
 /// Slots from `from` up to, not including, `until` that were passed over,
@@ -78,6 +97,10 @@ impl Timing {
             let skipped = Skipped { past_end: true, ..skipped_until_now };
             return Decision::Pass { skipped, status: "done", next: None };
         }
+        // A retry is for the slot that failed, whatever has passed since.
+        if let Some(slot) = self.retry_slot {
+            return Decision::Run { slot, skipped: None };
+        }
         let slot = match &self.schedule {
             None => due,
             Some(s) => {
@@ -95,9 +118,38 @@ impl Timing {
         Decision::Run { slot, skipped }
     }
 
-    /// The task's status and next run once the run for `slot` has ended at
-    /// `ended`.
-    pub fn after_run(
+    /// The task's state once the run for `slot` has ended at `ended`.
+    /// `jitter`, in [0, 1), spreads a retry's delay.
+    pub fn after_run(&self, slot: DateTime<Utc>, ended: DateTime<Utc>, succeeded: bool, jitter: f64) -> After {
+        let failures = if succeeded { 0 } else { self.failures + 1 };
+        let (status, next) = self.following(slot, ended, succeeded);
+        let moving_on = After { status, next, attempt: 1, retry_slot: None, failures };
+        if succeeded {
+            return moving_on;
+        }
+        if self.retry.pauses_after(failures) && next.is_some() {
+            return After { status: "paused", ..moving_on };
+        }
+        let runs_left = self.max_runs.is_none_or(|max| self.runs + 1 < max);
+        let retry_at = self
+            .retry
+            .delay_after(self.attempt, jitter)
+            .and_then(|delay| ended.checked_add_signed(delay))
+            .filter(|at| runs_left && self.end_at.is_none_or(|end| *at <= end));
+        match retry_at {
+            Some(at) => After {
+                status: "scheduled",
+                next: Some(at),
+                attempt: self.attempt + 1,
+                retry_slot: Some(slot),
+                failures,
+            },
+            None => moving_on,
+        }
+    }
+
+    /// Status and next run once the slot is over, retries aside.
+    fn following(
         &self,
         slot: DateTime<Utc>,
         ended: DateTime<Utc>,
@@ -148,7 +200,22 @@ mod tests {
             end_at: None,
             max_runs: None,
             runs: 0,
+            retry: RetryPolicy {
+                max_attempts: 1,
+                base: Duration::seconds(10),
+                cap: Duration::seconds(60),
+                max_consecutive_failures: None,
+            },
+            attempt: 1,
+            retry_slot: None,
+            failures: 0,
         }
+    }
+
+    /// Status and next run, for tests that look at nothing else.
+    fn after(t: &Timing, slot: DateTime<Utc>, ended: DateTime<Utc>, ok: bool) -> (&'static str, Option<DateTime<Utc>>) {
+        let a = t.after_run(slot, ended, ok, 0.5);
+        (a.status, a.next)
     }
 
     fn one_shot(missed: Missed) -> Timing {
@@ -160,7 +227,7 @@ mod tests {
         for missed in [Missed::Once, Missed::Skip, Missed::All] {
             let t = every_ten(missed);
             assert_eq!(t.before_run(at(10), at(11), CATCHUP), Decision::Run { slot: at(10), skipped: None });
-            assert_eq!(t.after_run(at(10), at(12), true), ("scheduled", Some(at(20))));
+            assert_eq!(after(&t, at(10), at(12), true), ("scheduled", Some(at(20))));
         }
     }
 
@@ -170,7 +237,7 @@ mod tests {
         // Down from 10 to 65: slots 10..60 missed; one run, for 60.
         let d = t.before_run(at(10), at(65), CATCHUP);
         assert_eq!(d, Decision::Run { slot: at(60), skipped: Some(Skipped { from: at(10), until: at(60), past_end: false }) });
-        assert_eq!(t.after_run(at(60), at(66), true), ("scheduled", Some(at(70))));
+        assert_eq!(after(&t, at(60), at(66), true), ("scheduled", Some(at(70))));
         // A single missed slot, however late, still runs once.
         let t = Timing { schedule: Some(Schedule::parse("0 3 * * *", |_| None).unwrap()), ..t };
         let three = Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap();
@@ -201,7 +268,7 @@ mod tests {
         // Now 35: slots 10, 20, 30 are three, the maximum: all run, from 10.
         assert_eq!(t.before_run(at(10), at(35), CATCHUP), Decision::Run { slot: at(10), skipped: None });
         // The next slot is 20 though it has passed.
-        assert_eq!(t.after_run(at(10), at(36), true), ("scheduled", Some(at(20))));
+        assert_eq!(after(&t, at(10), at(36), true), ("scheduled", Some(at(20))));
         // Now 65: six missed, three run: 40, 50, 60; 10..30 are skipped.
         let d = t.before_run(at(10), at(65), CATCHUP);
         assert_eq!(d, Decision::Run { slot: at(40), skipped: Some(Skipped { from: at(10), until: at(40), past_end: false }) });
@@ -211,35 +278,35 @@ mod tests {
     fn one_shot_ends_done_or_failed_and_runs_late_unless_skip() {
         let t = one_shot(Missed::Once);
         assert_eq!(t.before_run(at(10), at(3600), CATCHUP), Decision::Run { slot: at(10), skipped: None });
-        assert_eq!(t.after_run(at(10), at(11), true), ("done", None));
-        assert_eq!(t.after_run(at(10), at(11), false), ("failed", None));
+        assert_eq!(after(&t, at(10), at(11), true), ("done", None));
+        assert_eq!(after(&t, at(10), at(11), false), ("failed", None));
     }
 
     #[test]
     fn recurring_stays_scheduled_after_failure() {
-        assert_eq!(every_ten(Missed::Once).after_run(at(10), at(11), false), ("scheduled", Some(at(20))));
+        assert_eq!(after(&every_ten(Missed::Once), at(10), at(11), false), ("scheduled", Some(at(20))));
     }
 
     #[test]
     fn end_at_closes_the_window() {
         let t = Timing { end_at: Some(at(25)), ..every_ten(Missed::Once) };
-        assert_eq!(t.after_run(at(10), at(11), true), ("scheduled", Some(at(20))));
+        assert_eq!(after(&t, at(10), at(11), true), ("scheduled", Some(at(20))));
         // The slot at 30 is past the end.
-        assert_eq!(t.after_run(at(20), at(21), true), ("done", None));
+        assert_eq!(after(&t, at(20), at(21), true), ("done", None));
         // Claimed after the end (the server was down): nothing runs.
         let d = t.before_run(at(20), at(26), CATCHUP);
         assert_eq!(d, Decision::Pass { skipped: Skipped { from: at(20), until: at(26), past_end: true }, status: "done", next: None });
         // A slot exactly at the end runs.
         let t = Timing { end_at: Some(at(20)), ..t };
-        assert_eq!(t.after_run(at(10), at(11), true), ("scheduled", Some(at(20))));
+        assert_eq!(after(&t, at(10), at(11), true), ("scheduled", Some(at(20))));
     }
 
     #[test]
     fn max_runs_counts_runs_not_skips() {
         let t = Timing { max_runs: Some(3), runs: 1, ..every_ten(Missed::Skip) };
-        assert_eq!(t.after_run(at(10), at(11), true), ("scheduled", Some(at(20))));
+        assert_eq!(after(&t, at(10), at(11), true), ("scheduled", Some(at(20))));
         let t = Timing { runs: 2, ..t };
-        assert_eq!(t.after_run(at(20), at(21), false), ("done", None));
+        assert_eq!(after(&t, at(20), at(21), false), ("done", None));
         // A pass does not use up a run.
         let d = Timing { runs: 2, ..t }.before_run(at(10), at(67), CATCHUP);
         assert!(matches!(d, Decision::Pass { status: "scheduled", .. }), "{d:?}");
@@ -250,9 +317,52 @@ mod tests {
         let t = Timing { schedule: Some(Schedule::After(Span::new(0, 0, 10_000_000))), ..every_ten(Missed::All) };
         // One pending run, whatever the policy; the next counts from the end.
         assert_eq!(t.before_run(at(10), at(300), CATCHUP), Decision::Run { slot: at(10), skipped: None });
-        assert_eq!(t.after_run(at(10), at(14), true), ("scheduled", Some(at(24))));
+        assert_eq!(after(&t, at(10), at(14), true), ("scheduled", Some(at(24))));
         let t = Timing { missed: Missed::Once, ..t };
-        assert_eq!(t.after_run(at(10), at(14), true), ("scheduled", Some(at(24))));
+        assert_eq!(after(&t, at(10), at(14), true), ("scheduled", Some(at(24))));
+    }
+
+    #[test]
+    fn a_failed_run_is_retried_for_its_slot_with_backoff() {
+        let retry = RetryPolicy { max_attempts: 3, ..every_ten(Missed::Once).retry };
+        let t = Timing { retry, ..every_ten(Missed::Once) };
+        // Attempt 1 of slot 10 fails at 11: retry at 11 + 5..10 s (jitter 0 → 5 s).
+        let a = t.after_run(at(10), at(11), false, 0.0);
+        assert_eq!(a, After { status: "scheduled", next: Some(at(16)), attempt: 2, retry_slot: Some(at(10)), failures: 1 });
+        // The retry runs for slot 10, even though slot 20 is due by then.
+        let t2 = Timing { attempt: 2, retry_slot: Some(at(10)), failures: 1, runs: 1, ..t.clone() };
+        assert_eq!(t2.before_run(at(16), at(25), CATCHUP), Decision::Run { slot: at(10), skipped: None });
+        // Attempt 2 fails: the delay doubles.
+        let a = t2.after_run(at(10), at(26), false, 1.0);
+        assert_eq!((a.next, a.attempt, a.failures), (Some(at(46)), 3, 2));
+        // Attempt 3 is the last: the task moves on to its next slot.
+        let t3 = Timing { attempt: 3, failures: 2, runs: 2, ..t2.clone() };
+        assert_eq!(t3.after_run(at(10), at(47), false, 0.5), After { status: "scheduled", next: Some(at(50)), attempt: 1, retry_slot: None, failures: 3 });
+        // A success ends the retries and the failure streak.
+        assert_eq!(t2.after_run(at(10), at(17), true, 0.5), After { status: "scheduled", next: Some(at(20)), attempt: 1, retry_slot: None, failures: 0 });
+        // A one-shot task fails for good only when its attempts are used up.
+        let once = Timing { schedule: None, ..t.clone() };
+        assert_eq!(once.after_run(at(10), at(11), false, 0.0).status, "scheduled");
+        assert_eq!(Timing { attempt: 3, ..once }.after_run(at(10), at(11), false, 0.0).status, "failed");
+    }
+
+    #[test]
+    fn retries_respect_end_at_and_max_runs() {
+        let retry = RetryPolicy { max_attempts: 3, ..every_ten(Missed::Once).retry };
+        let t = Timing { retry, end_at: Some(at(14)), ..every_ten(Missed::Once) };
+        assert_eq!(t.after_run(at(10), at(11), false, 0.0).status, "done");
+        let t = Timing { retry, max_runs: Some(1), ..every_ten(Missed::Once) };
+        assert_eq!(t.after_run(at(10), at(11), false, 0.0).status, "done");
+    }
+
+    #[test]
+    fn too_many_failures_in_a_row_pause_the_task() {
+        let retry = RetryPolicy { max_consecutive_failures: Some(2), ..every_ten(Missed::Once).retry };
+        let t = Timing { retry, failures: 1, ..every_ten(Missed::Once) };
+        let a = t.after_run(at(10), at(11), false, 0.5);
+        assert_eq!((a.status, a.next, a.failures), ("paused", Some(at(20)), 2));
+        // A success in between resets the count.
+        assert_eq!(t.after_run(at(10), at(11), true, 0.5).failures, 0);
     }
 
     #[test]

@@ -95,3 +95,68 @@ fn running_out_of_worker_processes_warns_once() {
     c.sql("SELECT pg_sleep(2.5)");
     assert_eq!(c.log().matches(warning).count(), 1, "{}", c.log());
 }
+
+#[test]
+fn a_run_past_its_timeout_is_cancelled_and_the_pool_carries_on() {
+    let c = with_extension("mtask.default_timeout = '300ms'");
+    c.sql("SELECT mtask.schedule_at('own', now(), 'SELECT pg_sleep(3600)', timeout => '0.5 seconds')");
+    c.sql("SELECT mtask.schedule_at('default', now(), 'SELECT pg_sleep(3600)')");
+    c.wait_for("SELECT string_agg(name || ':' || status, ',' ORDER BY name) FROM mtask.tasks", "default:failed,own:failed");
+    assert_eq!(
+        c.sql("SELECT string_agg(r.status || ':' || r.sqlstate, ',') FROM mtask.runs r"),
+        "timeout:57014,timeout:57014"
+    );
+    assert_eq!(c.sql("SELECT string_agg(DISTINCT last_status, ',') FROM mtask.tasks"), "timeout");
+    // Neither run stopped before its own limit.
+    assert_eq!(
+        c.sql("SELECT bool_and(finished_at - started_at >= CASE t.name WHEN 'own' THEN interval '0.5 s' ELSE interval '0.3 s' END)
+               FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id"),
+        "t"
+    );
+    // The workers are free again, and a timeout of 0 means none.
+    c.sql("SELECT mtask.schedule_at('after', now(), $$SELECT pg_sleep(0.6); INSERT INTO hits VALUES ('after')$$, timeout => '0')");
+    c.wait_for("SELECT count(*) FROM hits WHERE task = 'after'", "1");
+}
+
+#[test]
+fn failed_runs_are_retried_with_their_attempt_numbers() {
+    let c = with_extension("");
+    c.sql("CREATE SEQUENCE tries");
+    // Fails on its first attempt only: nextval is not rolled back.
+    c.sql(
+        "SELECT mtask.schedule_at('flaky', now(), $$SELECT 1 / (nextval('tries') - 1)$$,
+                                  max_attempts => 3, retry_delay => '0.1 seconds')",
+    );
+    c.sql("SELECT mtask.schedule_at('broken', now(), 'SELECT 1/0', max_attempts => 3, retry_delay => '0.1 seconds')");
+    c.wait_for("SELECT string_agg(name || ':' || status, ',' ORDER BY name) FROM mtask.tasks", "broken:failed,flaky:done");
+    let runs = |name: &str| {
+        c.sql(&format!(
+            "SELECT string_agg(r.attempt || ':' || r.status, ',' ORDER BY r.id), count(DISTINCT r.scheduled_for)
+             FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = '{name}'"
+        ))
+    };
+    assert_eq!(runs("flaky"), "1:failed,2:succeeded|1");
+    assert_eq!(runs("broken"), "1:failed,2:failed,3:failed|1");
+    // Each retry waited at least half its backoff: 0.05 s, then 0.1 s.
+    assert_eq!(
+        c.sql("SELECT bool_and(gap >= interval '0.05 s') FROM (
+                   SELECT r.started_at - lag(r.finished_at) OVER (ORDER BY r.id) AS gap
+                   FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'broken') g"),
+        "t"
+    );
+}
+
+#[test]
+fn a_task_that_keeps_failing_is_paused_with_the_reason() {
+    let c = with_extension("");
+    c.sql("SELECT mtask.schedule('bad', 'every 0.1 seconds', 'SELECT 1/0', max_consecutive_failures => 3)");
+    c.wait_for("SELECT status FROM mtask.tasks", "paused");
+    assert_eq!(
+        c.sql("SELECT run_count, consecutive_failures, pause_reason, last_error FROM mtask.tasks"),
+        "3|3|paused after 3 failed runs in a row|division by zero"
+    );
+    // Resuming starts a new streak.
+    c.sql("SELECT mtask.alter('bad', command => 'SELECT 1'); SELECT mtask.resume('bad')");
+    assert_eq!(c.sql("SELECT status, consecutive_failures, pause_reason IS NULL FROM mtask.tasks"), "scheduled|0|t");
+    c.wait_for("SELECT last_status FROM mtask.tasks", "succeeded");
+}

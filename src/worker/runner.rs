@@ -6,6 +6,7 @@
 use super::store::{self, DueTask};
 use crate::executor::{self, Outcome, RunStatus};
 use crate::lifecycle::{Decision, Missed, Timing};
+use crate::retry::RetryPolicy;
 use crate::{guc, pg_schedule, shmem};
 use chrono::{DateTime, Utc};
 use pgrx::bgworkers::BackgroundWorker;
@@ -169,7 +170,8 @@ fn step(schema: &mut Schema) -> Duration {
             let held = claimed.borrow();
             let run = held.as_ref().expect("just claimed");
             report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
-            let outcome = executor::run(client, &run.task.command, run.task.owner);
+            let timeout = run.task.timeout_ms.map_or_else(guc::default_timeout_ms, |ms| ms.clamp(0, i32::MAX.into()) as i32);
+            let outcome = executor::run(client, &run.task.command, run.task.owner, Some(timeout));
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
             finish(client, &run, &outcome);
             Duration::ZERO
@@ -224,13 +226,21 @@ fn timing_of(task: &DueTask) -> Timing {
         end_at: task.end_at.and_then(pg_schedule::to_chrono),
         max_runs: task.max_runs,
         runs: task.run_count,
+        retry: RetryPolicy {
+            max_attempts: task.max_attempts,
+            base: chrono::Duration::microseconds(task.retry_delay),
+            cap: chrono::Duration::microseconds(task.retry_max_delay),
+            max_consecutive_failures: task.max_consecutive_failures,
+        },
+        attempt: task.attempt,
+        retry_slot: task.retry_slot.and_then(pg_schedule::to_chrono),
+        failures: task.consecutive_failures,
     }
 }
 
 fn finish(client: &mut pgrx::spi::SpiClient<'_>, run: &Claimed, outcome: &Outcome) {
     let succeeded = outcome.status == RunStatus::Succeeded;
-    let (status, next) = run.timing.after_run(run.slot, Utc::now(), succeeded);
-    let slot = pg_schedule::to_pg(run.slot);
-    store::record(client, &run.task, slot, run.started, outcome, status, next.map(pg_schedule::to_pg))
-        .unwrap_or_else(|e| error!("{e}"));
+    let jitter = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
+    let after = run.timing.after_run(run.slot, Utc::now(), succeeded, jitter);
+    store::record(client, &run.task, run.slot, run.started, outcome, &after).unwrap_or_else(|e| error!("{e}"));
 }

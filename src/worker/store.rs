@@ -2,7 +2,8 @@
 //! record how its run went, and find when the next one is due.
 
 use crate::executor::Outcome;
-use crate::lifecycle::Skipped;
+use crate::lifecycle::{After, Skipped};
+use chrono::{DateTime, Utc};
 use crate::pg_schedule::to_pg;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -22,13 +23,28 @@ pub struct DueTask {
     pub end_at: Option<TimestampWithTimeZone>,
     pub max_runs: Option<i64>,
     pub run_count: i64,
+    /// In milliseconds; `None`: `mtask.default_timeout`.
+    pub timeout_ms: Option<i64>,
+    pub max_attempts: i32,
+    /// In microseconds.
+    pub retry_delay: i64,
+    pub retry_max_delay: i64,
+    pub max_consecutive_failures: Option<i32>,
+    pub attempt: i32,
+    pub retry_slot: Option<TimestampWithTimeZone>,
+    pub consecutive_failures: i32,
 }
 
 /// The partial index on (next_run_at) WHERE status = 'scheduled' makes this
 /// O(due), and SKIP LOCKED lets other claimers pass a task that is running.
 const CLAIM: &str = "
     SELECT id, command, owner::oid, kind, schedule, timezone, start_at, next_run_at,
-           missed, end_at, max_runs, run_count
+           missed, end_at, max_runs, run_count,
+           (extract(epoch FROM timeout) * 1000)::bigint,
+           max_attempts,
+           (extract(epoch FROM retry_delay) * 1000000)::bigint,
+           (extract(epoch FROM retry_max_delay) * 1000000)::bigint,
+           max_consecutive_failures, attempt, retry_slot, consecutive_failures
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now()
     ORDER BY next_run_at, id
@@ -37,17 +53,22 @@ const CLAIM: &str = "
 
 const RECORD: &str = "
     WITH run AS (
-        INSERT INTO mtask.runs (task_id, scheduled_for, started_at, finished_at, status, sqlstate, message, rows)
-        VALUES ($1, $9, $2, clock_timestamp(), $3, $4, $5, $6)
+        INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows)
+        VALUES ($1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6)
     )
     UPDATE mtask.tasks SET
         last_run_at = $2,
         last_status = $3,
         last_error = $5,
         run_count = run_count + 1,
-        failure_count = failure_count + CASE WHEN $3 = 'failed' THEN 1 ELSE 0 END,
+        failure_count = failure_count + CASE WHEN $3 = 'succeeded' THEN 0 ELSE 1 END,
         status = $7,
-        next_run_at = $8
+        next_run_at = $8,
+        attempt = $11,
+        retry_slot = $12,
+        consecutive_failures = $13,
+        pause_reason = CASE WHEN $7 = 'paused'
+                            THEN format('paused after %s failed runs in a row', $13) END
     WHERE id = $1";
 
 /// Strictly after the claim's now(): a task due by then but not claimed is
@@ -76,28 +97,39 @@ pub fn claim(client: &mut SpiClient<'_>) -> SpiResult<Option<DueTask>> {
         end_at: row.get(10)?,
         max_runs: row.get(11)?,
         run_count: row.get(12)?.ok_or_else(missing)?,
+        timeout_ms: row.get(13)?,
+        max_attempts: row.get(14)?.ok_or_else(missing)?,
+        retry_delay: row.get(15)?.ok_or_else(missing)?,
+        retry_max_delay: row.get(16)?.ok_or_else(missing)?,
+        max_consecutive_failures: row.get(17)?,
+        attempt: row.get(18)?.ok_or_else(missing)?,
+        retry_slot: row.get(19)?,
+        consecutive_failures: row.get(20)?.ok_or_else(missing)?,
     }))
 }
 
 pub fn record(
     client: &mut SpiClient<'_>,
     task: &DueTask,
-    slot: TimestampWithTimeZone,
+    slot: DateTime<Utc>,
     started_at: TimestampWithTimeZone,
     outcome: &Outcome,
-    status: &str,
-    next_run_at: Option<TimestampWithTimeZone>,
+    after: &After,
 ) -> SpiResult<()> {
-    let args: [DatumWithOid; 9] = [
+    let args: [DatumWithOid; 13] = [
         task.id.into(),
         started_at.into(),
         outcome.status.as_str().into(),
         outcome.sqlstate.as_deref().into(),
         outcome.message.as_deref().into(),
         outcome.rows.into(),
-        status.into(),
-        next_run_at.into(),
-        slot.into(),
+        after.status.into(),
+        after.next.map(to_pg).into(),
+        to_pg(slot).into(),
+        task.attempt.into(),
+        after.attempt.into(),
+        after.retry_slot.map(to_pg).into(),
+        after.failures.into(),
     ];
     client.update(RECORD, None, &args)?;
     Ok(())
