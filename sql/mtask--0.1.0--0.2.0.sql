@@ -25,8 +25,11 @@ ALTER TABLE mtask.tasks
     ADD COLUMN retry_slot               timestamptz,
     ADD COLUMN consecutive_failures     int NOT NULL DEFAULT 0,
     ADD COLUMN pause_reason             text,
+    ADD COLUMN transactional            boolean NOT NULL DEFAULT true,
     DROP CONSTRAINT tasks_last_status_check,
-    ADD CONSTRAINT tasks_last_status_check CHECK (last_status IN ('succeeded', 'failed', 'timeout'));
+    ADD CONSTRAINT tasks_last_status_check CHECK (last_status IN ('succeeded', 'failed', 'timeout', 'crashed'));
+
+COMMENT ON COLUMN mtask.tasks.transactional IS 'false: each statement runs top-level in its own transaction (VACUUM, CREATE INDEX CONCURRENTLY, CALL with COMMIT); at-least-once.';
 
 COMMENT ON COLUMN mtask.tasks.timeout IS 'A run past this is cancelled (status timeout); NULL: mtask.default_timeout; 0: none.';
 COMMENT ON COLUMN mtask.tasks.max_attempts IS 'Runs per slot, retries included; 1: no retry.';
@@ -43,8 +46,17 @@ COMMENT ON COLUMN mtask.tasks.missed IS 'After downtime or a pause: once (one ca
 ALTER TABLE mtask.runs
     ADD COLUMN scheduled_for timestamptz,
     ADD COLUMN attempt int,
+    ADD COLUMN pid int,
+    ADD COLUMN backend_start timestamptz,
+    ALTER COLUMN finished_at DROP NOT NULL,
     DROP CONSTRAINT runs_status_check,
-    ADD CONSTRAINT runs_status_check CHECK (status IN ('succeeded', 'failed', 'timeout', 'skipped'));
+    ADD CONSTRAINT runs_status_check
+        CHECK (status IN ('succeeded', 'failed', 'timeout', 'skipped', 'running', 'crashed'));
+
+COMMENT ON COLUMN mtask.runs.pid IS 'For a non-transactional run: the worker running it, which pg_stat_activity shows while it runs.';
+
+-- Finds the runs a crash left 'running'.
+CREATE INDEX runs_running_idx ON mtask.runs (task_id) WHERE status = 'running';
 
 COMMENT ON COLUMN mtask.runs.scheduled_for IS 'The slot this run was for; for a skipped run, the first slot passed over.';
 
@@ -155,7 +167,8 @@ CREATE FUNCTION mtask.schedule(
     timeout interval DEFAULT NULL,
     max_attempts int DEFAULT 1,
     retry_delay interval DEFAULT '10 seconds',
-    max_consecutive_failures int DEFAULT NULL
+    max_consecutive_failures int DEFAULT NULL,
+    transactional boolean DEFAULT true
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -169,8 +182,8 @@ BEGIN
                   HINT = 'Give an interval such as ''10 seconds'', or use mtask.schedule_at for a one-shot task.';
     END IF;
     INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed,
-                             timeout, max_attempts, retry_delay, max_consecutive_failures)
-    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                             timeout, max_attempts, retry_delay, max_consecutive_failures, transactional)
+    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -187,7 +200,8 @@ CREATE FUNCTION mtask.schedule_at(
     missed text DEFAULT 'once',
     timeout interval DEFAULT NULL,
     max_attempts int DEFAULT 1,
-    retry_delay interval DEFAULT '10 seconds'
+    retry_delay interval DEFAULT '10 seconds',
+    transactional boolean DEFAULT true
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -200,8 +214,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use now() to run it as soon as possible.';
     END IF;
-    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay)
-    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8)
+    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay, transactional)
+    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -226,7 +240,8 @@ CREATE FUNCTION mtask.alter(
     max_attempts int DEFAULT NULL,
     retry_delay interval DEFAULT NULL,
     retry_max_delay interval DEFAULT NULL,
-    max_consecutive_failures int DEFAULT NULL
+    max_consecutive_failures int DEFAULT NULL,
+    transactional boolean DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -248,7 +263,8 @@ BEGIN
         max_attempts    = coalesce($11, t.max_attempts),
         retry_delay     = coalesce($12, t.retry_delay),
         retry_max_delay = coalesce($13, t.retry_max_delay),
-        max_consecutive_failures = coalesce($14, t.max_consecutive_failures)
+        max_consecutive_failures = coalesce($14, t.max_consecutive_failures),
+        transactional = coalesce($15, t.transactional)
     WHERE t.id = $1
     RETURNING t.* INTO altered;
     IF NOT FOUND THEN
@@ -273,8 +289,9 @@ CREATE FUNCTION mtask.alter(
     max_attempts int DEFAULT NULL,
     retry_delay interval DEFAULT NULL,
     retry_max_delay interval DEFAULT NULL,
-    max_consecutive_failures int DEFAULT NULL
+    max_consecutive_failures int DEFAULT NULL,
+    transactional boolean DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) $$;
+AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) $$;

@@ -160,3 +160,63 @@ fn a_task_that_keeps_failing_is_paused_with_the_reason() {
     assert_eq!(c.sql("SELECT status, consecutive_failures, pause_reason IS NULL FROM mtask.tasks"), "scheduled|0|t");
     c.wait_for("SELECT last_status FROM mtask.tasks", "succeeded");
 }
+
+#[test]
+fn non_transactional_tasks_run_each_statement_top_level() {
+    let c = with_extension("");
+    c.sql(
+        "CREATE TABLE big AS SELECT g AS n FROM generate_series(1, 1000) g;
+         CREATE PROCEDURE twice() LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO hits VALUES ('one'); COMMIT; INSERT INTO hits VALUES ('two'); END $$",
+    );
+    // VACUUM refuses to run in a transaction block: the error says what to do.
+    c.sql("SELECT mtask.schedule_at('vacuum-tx', now(), 'VACUUM big')");
+    c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'vacuum-tx'", "failed");
+    let error = c.sql("SELECT sqlstate || ' ' || message FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'vacuum-tx'");
+    assert!(error.starts_with("25001") && error.contains("transactional => false"), "{error}");
+
+    c.sql(
+        "SELECT mtask.schedule_at('maintenance', now(),
+             'VACUUM (ANALYZE) big; CREATE INDEX CONCURRENTLY big_n ON big (n); CALL twice()',
+             transactional => false)",
+    );
+    c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'maintenance'", "done");
+    assert_eq!(c.sql("SELECT last_status FROM mtask.tasks WHERE name = 'maintenance'"), "succeeded");
+    assert_eq!(c.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_n'::regclass"), "t");
+    assert_eq!(c.sql("SELECT count(*) > 0 FROM pg_stat_user_tables WHERE relname = 'big' AND last_vacuum IS NOT NULL"), "t");
+    assert_eq!(c.sql("SELECT string_agg(task, ',' ORDER BY at) FROM hits"), "one,two");
+}
+
+#[test]
+fn a_failing_non_transactional_task_keeps_what_committed_before_the_failure() {
+    let c = with_extension("");
+    c.sql(
+        "SELECT mtask.schedule_at('partial', now(),
+             $$INSERT INTO hits VALUES ('before'); SELECT 1/0; INSERT INTO hits VALUES ('after')$$,
+             transactional => false)",
+    );
+    c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'partial'", "failed");
+    assert_eq!(c.sql("SELECT string_agg(task, ',') FROM hits"), "before");
+    assert_eq!(c.sql("SELECT status, sqlstate, finished_at IS NOT NULL FROM mtask.runs"), "failed|22012|t");
+}
+
+#[test]
+fn a_run_left_running_by_a_dead_worker_is_closed_as_crashed_and_rescheduled() {
+    let c = with_extension("");
+    c.sql("CREATE SEQUENCE tries");
+    // Sleeps an hour the first time only; nextval survives the kill.
+    c.sql(
+        "SELECT mtask.schedule_at('victim', now(),
+             $$SELECT pg_sleep(CASE WHEN nextval('tries') = 1 THEN 3600 ELSE 0 END)$$, transactional => false)",
+    );
+    c.wait_for("SELECT status FROM mtask.runs", "running");
+    assert_eq!(c.sql("SELECT status FROM mtask.tasks"), "running");
+    let pid = c.sql("SELECT pid FROM mtask.runs");
+    assert_eq!(c.sql(&format!("SELECT pg_terminate_backend({pid})")), "t");
+    c.wait_for("SELECT status FROM mtask.tasks", "done");
+    assert_eq!(
+        c.sql("SELECT string_agg(status, ',' ORDER BY id), count(finished_at) FROM mtask.runs"),
+        "crashed,succeeded|2"
+    );
+    assert_eq!(c.sql("SELECT last_status, run_count FROM mtask.tasks"), "succeeded|1");
+}

@@ -132,6 +132,21 @@ struct Claimed {
     timing: Timing,
     slot: DateTime<Utc>,
     started: TimestampWithTimeZone,
+    /// The 'running' run row of a non-transactional run.
+    run_id: Option<i64>,
+}
+
+impl Claimed {
+    fn timeout_ms(&self) -> i32 {
+        self.task.timeout_ms.map_or_else(guc::default_timeout_ms, |ms| ms.clamp(0, i32::MAX.into()) as i32)
+    }
+}
+
+/// What the claim's transaction leaves to do.
+enum Next {
+    Sleep(Duration),
+    /// Run the claimed non-transactional task, outside any transaction.
+    RunOutside,
 }
 
 /// Claims and runs at most one due task. Returns how long to sleep before the
@@ -140,12 +155,14 @@ fn step(schema: &mut Schema) -> Duration {
     let claimed: RefCell<Option<Claimed>> = RefCell::new(None);
     let result = in_transaction(|| {
         if !schema.ready() {
-            return guc::naptime();
+            return Next::Sleep(guc::naptime());
         }
         Spi::connect_mut(|client| {
             let Some(task) = store::claim(client).unwrap_or_else(|e| error!("{e}")) else {
+                // Idle: a good moment to close runs whose worker died.
+                store::recover_orphans(client).unwrap_or_else(|e| error!("{e}"));
                 let next = store::next_due(client).unwrap_or_else(|e| error!("{e}"));
-                return sleep_until(next);
+                return Next::Sleep(sleep_until(next));
             };
             let timing = timing_of(&task);
             let due = pg_schedule::instant_or_raise("next_run_at", task.next_run_at);
@@ -157,7 +174,7 @@ fn step(schema: &mut Schema) -> Duration {
                     store::record_skipped(client, task.id, &skipped).unwrap_or_else(|e| error!("{e}"));
                     store::pass(client, task.id, status, next.map(pg_schedule::to_pg))
                         .unwrap_or_else(|e| error!("{e}"));
-                    return Duration::ZERO;
+                    return Next::Sleep(Duration::ZERO);
                 }
                 Decision::Run { slot, skipped } => {
                     if let Some(skipped) = skipped {
@@ -166,19 +183,43 @@ fn step(schema: &mut Schema) -> Duration {
                     slot
                 }
             };
-            claimed.replace(Some(Claimed { task, timing, slot, started }));
+            if !task.transactional {
+                // Committed as 'running' first, so that a crash mid-run is
+                // seen afterwards (recover_orphans) rather than lost.
+                let run_id = store::start_run(client, &task, slot, started).unwrap_or_else(|e| error!("{e}"));
+                claimed.replace(Some(Claimed { task, timing, slot, started, run_id: Some(run_id) }));
+                return Next::RunOutside;
+            }
+            claimed.replace(Some(Claimed { task, timing, slot, started, run_id: None }));
             let held = claimed.borrow();
             let run = held.as_ref().expect("just claimed");
             report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
-            let timeout = run.task.timeout_ms.map_or_else(guc::default_timeout_ms, |ms| ms.clamp(0, i32::MAX.into()) as i32);
-            let outcome = executor::run(client, &run.task.command, run.task.owner, Some(timeout));
+            let mut outcome = executor::run(client, &run.task.command, run.task.owner, Some(run.timeout_ms()));
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
-            finish(client, &run, &outcome);
-            Duration::ZERO
+            if outcome.sqlstate.as_deref() == Some("25001") {
+                // VACUUM and the like: say how to run them.
+                if let Some(m) = outcome.message.as_mut() {
+                    m.push_str(" (run it in a task with transactional => false)");
+                }
+            }
+            finish(client, run, &outcome);
+            Next::Sleep(Duration::ZERO)
         })
     });
     match result {
-        Ok(sleep) => sleep,
+        Ok(Next::Sleep(sleep)) => sleep,
+        Ok(Next::RunOutside) => {
+            let run = claimed.take().expect("claimed before RunOutside");
+            report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
+            let outcome = executor::top_level::run(&run.task.command, run.task.owner, Some(run.timeout_ms()));
+            report_activity(pg_sys::BackendState::STATE_IDLE, None);
+            if let Err((_, why)) = in_transaction(|| Spi::connect_mut(|client| finish(client, &run, &outcome))) {
+                // Left 'running': recover_orphans closes it once this worker is gone.
+                warning!("mtask: could not record the run of task {}: {why}", run.task.id);
+                return guc::naptime();
+            }
+            Duration::ZERO
+        }
         // The run's transaction failed outside the command's subtransaction,
         // e.g. a deferred constraint at commit: record that as a failed run so
         // the task moves on instead of being retried in a tight loop.
@@ -242,5 +283,6 @@ fn finish(client: &mut pgrx::spi::SpiClient<'_>, run: &Claimed, outcome: &Outcom
     let succeeded = outcome.status == RunStatus::Succeeded;
     let jitter = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
     let after = run.timing.after_run(run.slot, Utc::now(), succeeded, jitter);
-    store::record(client, &run.task, run.slot, run.started, outcome, &after).unwrap_or_else(|e| error!("{e}"));
+    store::record(client, &run.task, run.run_id, run.slot, run.started, outcome, &after)
+        .unwrap_or_else(|e| error!("{e}"));
 }

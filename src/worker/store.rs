@@ -33,6 +33,7 @@ pub struct DueTask {
     pub attempt: i32,
     pub retry_slot: Option<TimestampWithTimeZone>,
     pub consecutive_failures: i32,
+    pub transactional: bool,
 }
 
 /// The partial index on (next_run_at) WHERE status = 'scheduled' makes this
@@ -44,18 +45,22 @@ const CLAIM: &str = "
            max_attempts,
            (extract(epoch FROM retry_delay) * 1000000)::bigint,
            (extract(epoch FROM retry_max_delay) * 1000000)::bigint,
-           max_consecutive_failures, attempt, retry_slot, consecutive_failures
+           max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now()
     ORDER BY next_run_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED";
 
-const RECORD: &str = "
-    WITH run AS (
-        INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows)
-        VALUES ($1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6)
-    )
+/// How a run ends: its run row (inserted, or for a non-transactional run
+/// updated from 'running') and the task's new state, in one statement.
+const RECORD_NEW_RUN: &str = "
+    INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows)
+    VALUES ($1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6)";
+const RECORD_RUNNING_RUN: &str = "
+    UPDATE mtask.runs SET finished_at = clock_timestamp(), status = $3, sqlstate = $4, message = $5, rows = $6
+    WHERE id = $14";
+const RECORD_TASK: &str = "
     UPDATE mtask.tasks SET
         last_run_at = $2,
         last_status = $3,
@@ -70,6 +75,36 @@ const RECORD: &str = "
         pause_reason = CASE WHEN $7 = 'paused'
                             THEN format('paused after %s failed runs in a row', $13) END
     WHERE id = $1";
+
+/// A non-transactional run, committed before it starts.
+const START_RUN: &str = "
+    WITH run AS (
+        INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, status, pid, backend_start)
+        SELECT $1, $2, $3, $4, 'running', pid, backend_start
+        FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()
+        RETURNING id
+    ), task AS (
+        UPDATE mtask.tasks SET status = 'running' WHERE id = $1
+    )
+    SELECT id FROM run";
+
+/// Runs left 'running' by a worker that is gone (a crash, a restart, a
+/// terminated worker) are closed as 'crashed', and their tasks scheduled
+/// again: their next_run_at is still the slot that was running, so the
+/// missed-run policy decides whether it runs again.
+const RECOVER_ORPHANS: &str = "
+    WITH orphans AS (
+        UPDATE mtask.runs r SET status = 'crashed', finished_at = now(),
+               message = 'the worker running it stopped before the run ended'
+        WHERE r.status = 'running'
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                          WHERE a.pid = r.pid AND a.backend_start = r.backend_start)
+        RETURNING r.task_id
+    )
+    UPDATE mtask.tasks t SET status = 'scheduled', last_status = 'crashed',
+           last_error = 'the worker running it stopped before the run ended'
+    FROM orphans o WHERE t.id = o.task_id AND t.status = 'running'";
+
 
 /// Strictly after the claim's now(): a task due by then but not claimed is
 /// locked (running, or held by a user's transaction) and nothing would wake
@@ -105,18 +140,20 @@ pub fn claim(client: &mut SpiClient<'_>) -> SpiResult<Option<DueTask>> {
         attempt: row.get(18)?.ok_or_else(missing)?,
         retry_slot: row.get(19)?,
         consecutive_failures: row.get(20)?.ok_or_else(missing)?,
+        transactional: row.get(21)?.ok_or_else(missing)?,
     }))
 }
 
 pub fn record(
     client: &mut SpiClient<'_>,
     task: &DueTask,
+    run_id: Option<i64>,
     slot: DateTime<Utc>,
     started_at: TimestampWithTimeZone,
     outcome: &Outcome,
     after: &After,
 ) -> SpiResult<()> {
-    let args: [DatumWithOid; 13] = [
+    let args: [DatumWithOid; 14] = [
         task.id.into(),
         started_at.into(),
         outcome.status.as_str().into(),
@@ -130,8 +167,26 @@ pub fn record(
         after.attempt.into(),
         after.retry_slot.map(to_pg).into(),
         after.failures.into(),
+        run_id.into(),
     ];
-    client.update(RECORD, None, &args)?;
+    let run = if run_id.is_some() { RECORD_RUNNING_RUN } else { RECORD_NEW_RUN };
+    client.update(&format!("WITH run AS ({run}) {RECORD_TASK}"), None, &args)?;
+    Ok(())
+}
+
+pub fn start_run(
+    client: &mut SpiClient<'_>,
+    task: &DueTask,
+    slot: DateTime<Utc>,
+    started_at: TimestampWithTimeZone,
+) -> SpiResult<i64> {
+    let args: [DatumWithOid; 4] = [task.id.into(), to_pg(slot).into(), task.attempt.into(), started_at.into()];
+    let id: Option<i64> = client.update(START_RUN, Some(1), &args)?.first().get_one()?;
+    id.ok_or(pgrx::spi::SpiError::InvalidPosition)
+}
+
+pub fn recover_orphans(client: &mut SpiClient<'_>) -> SpiResult<()> {
+    client.update(RECOVER_ORPHANS, None, &[])?;
     Ok(())
 }
 

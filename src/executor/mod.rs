@@ -1,6 +1,10 @@
-//! Runs one command inside the caller's transaction: in a subtransaction of
-//! its own, as the task's owner, with any `SET` it makes undone afterwards.
-//! A failure rolls back only the command; the caller records it and commits.
+//! Runs a task's command as its owner. `run` runs it inside the caller's
+//! transaction, in a subtransaction of its own, with any `SET` it makes undone
+//! afterwards: a failure rolls back only the command, and the caller records
+//! it and commits, so effects and record commit together. `top_level::run`
+//! runs it as psql would, for commands that cannot run inside a transaction.
+
+pub mod top_level;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -64,10 +68,44 @@ unsafe extern "C-unwind" {
     fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
 }
 
-/// Runs `command` as `owner`, cancelled after `timeout_ms` if given.
+/// A run's timeout: armed at the start, and the judge of whether a cancel
+/// (57014) was the timeout's.
+struct Timer {
+    started: std::time::Instant,
+    timeout_ms: Option<i32>,
+}
+
+impl Timer {
+    fn start(timeout_ms: Option<i32>) -> Timer {
+        let timeout_ms = timeout_ms.filter(|ms| *ms > 0);
+        if let Some(ms) = timeout_ms {
+            unsafe { enable_timeout_after(STATEMENT_TIMEOUT, ms) };
+        }
+        Timer { started: std::time::Instant::now(), timeout_ms }
+    }
+
+    fn stop(&self) {
+        unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
+    }
+
+    fn outcome_of(&self, result: Result<i64, (String, String)>) -> Outcome {
+        match result {
+            Ok(rows) => Outcome { status: RunStatus::Succeeded, sqlstate: None, message: None, rows: Some(rows) },
+            Err((sqlstate, message)) => {
+                // A cancel once the timeout has passed is the timeout's.
+                let timed_out = sqlstate == "57014"
+                    && self.timeout_ms.is_some_and(|ms| self.started.elapsed().as_millis() >= ms as u128);
+                let status = if timed_out { RunStatus::Timeout } else { RunStatus::Failed };
+                Outcome { status, ..Outcome::failed(sqlstate, message) }
+            }
+        }
+    }
+}
+
+/// Runs `command` as `owner` in a subtransaction of the caller's
+/// transaction, cancelled after `timeout_ms` if given.
 pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcome {
-    let started = std::time::Instant::now();
-    let timeout_ms = timeout_ms.filter(|ms| *ms > 0);
+    let timer = Timer::start(timeout_ms);
     unsafe {
         let caller_cxt = pg_sys::CurrentMemoryContext;
         let caller_resowner = pg_sys::CurrentResourceOwner;
@@ -87,20 +125,14 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
                 owner,
                 caller_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
             );
-            if let Some(ms) = timeout_ms {
-                enable_timeout_after(STATEMENT_TIMEOUT, ms);
-            }
             let rows = client.update(command, None, &[]).map(|t| t.len() as i64);
-            disable_timeout(STATEMENT_TIMEOUT, false);
             pg_sys::AtEOXact_GUC(false, guc_level);
             pg_sys::SetUserIdAndSecContext(caller_uid, caller_sec);
             rows.map_err(|e| ("XX000".to_string(), e.to_string()))
         }))
-        .catch_others(|err| {
-            disable_timeout(STATEMENT_TIMEOUT, false);
-            Err(describe(&err))
-        })
+        .catch_others(|err| Err(describe(&err)))
         .execute();
+        timer.stop();
 
         // Aborting the subtransaction also restores the user id and the GUCs.
         match result {
@@ -110,15 +142,6 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         pg_sys::MemoryContextSwitchTo(caller_cxt);
         pg_sys::CurrentResourceOwner = caller_resowner;
 
-        match result {
-            Ok(rows) => Outcome { status: RunStatus::Succeeded, sqlstate: None, message: None, rows: Some(rows) },
-            Err((sqlstate, message)) => {
-                // A cancel once the timeout has passed is the timeout's.
-                let timed_out = sqlstate == "57014"
-                    && timeout_ms.is_some_and(|ms| started.elapsed().as_millis() >= ms as u128);
-                let status = if timed_out { RunStatus::Timeout } else { RunStatus::Failed };
-                Outcome { status, ..Outcome::failed(sqlstate, message) }
-            }
-        }
+        timer.outcome_of(result)
     }
 }

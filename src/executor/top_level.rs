@@ -1,0 +1,89 @@
+//! Runs a command the way psql sends it: each statement a top-level
+//! statement in a transaction of its own. This is what VACUUM, CREATE INDEX
+//! CONCURRENTLY and a CALL of a procedure that commits need; none of them can
+//! run through SPI, which is always inside a transaction and never top-level.
+//! Statements that committed stay committed when a later one fails, so such
+//! a task is at-least-once, not exactly-once.
+
+use super::{Outcome, Timer, describe};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::CString;
+use std::panic::AssertUnwindSafe;
+
+/// Runs `command` as `owner`, statement by statement, each committed on its
+/// own; stops at the first error. Must be called outside any transaction,
+/// and returns outside one.
+pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcome {
+    let Ok(text) = CString::new(command) else {
+        return Outcome::failed("22021".into(), "the command contains a zero byte".into());
+    };
+    let timer = Timer::start(timeout_ms);
+    unsafe {
+        // The parse trees must outlive the transactions they run in.
+        let parse_cxt = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopMemoryContext,
+            c"mtask top-level command".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let (mut own_uid, mut own_sec) = (pg_sys::InvalidOid, 0);
+        pg_sys::GetUserIdAndSecContext(&mut own_uid, &mut own_sec);
+        let result = PgTryBuilder::new(AssertUnwindSafe(|| {
+            let old = pg_sys::MemoryContextSwitchTo(parse_cxt);
+            let statements = pg_sys::pg_parse_query(text.as_ptr());
+            pg_sys::MemoryContextSwitchTo(old);
+            let mut rows = 0i64;
+            let count = if statements.is_null() { 0 } else { (*statements).length as usize };
+            for i in 0..count {
+                let raw = (*(*statements).elements.add(i)).ptr_value.cast::<pg_sys::RawStmt>();
+                rows = run_statement(raw, &text, owner, own_sec);
+            }
+            Ok(rows)
+        }))
+        .catch_others(|err| {
+            pg_sys::AbortCurrentTransaction();
+            Err(describe(&err))
+        })
+        .execute();
+        timer.stop();
+        pg_sys::SetUserIdAndSecContext(own_uid, own_sec);
+        pg_sys::MemoryContextDelete(parse_cxt);
+        timer.outcome_of(result)
+    }
+}
+
+/// One statement in a transaction of its own, as exec_simple_query runs it.
+unsafe fn run_statement(raw: *mut pg_sys::RawStmt, text: &CString, owner: pg_sys::Oid, own_sec: i32) -> i64 {
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        // LOCAL_USERID_CHANGE also forbids SET ROLE and SET SESSION
+        // AUTHORIZATION; an abort restores the worker's own user.
+        pg_sys::SetUserIdAndSecContext(owner, own_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        let snapshot = pg_sys::analyze_requires_snapshot(raw);
+        if snapshot {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(raw, text.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut());
+        let plans = pg_sys::pg_plan_queries(queries, text.as_ptr(), pg_sys::CURSOR_OPT_PARALLEL_OK as i32, std::ptr::null_mut());
+        if snapshot {
+            pg_sys::PopActiveSnapshot();
+        }
+        let portal = pg_sys::CreatePortal(c"".as_ptr(), true, true);
+        (*portal).visible = false;
+        let tag = pg_sys::CreateCommandTag((*raw).stmt);
+        pg_sys::PortalDefineQuery(portal, std::ptr::null(), text.as_ptr(), tag, plans, std::ptr::null_mut());
+        pg_sys::PortalStart(portal, std::ptr::null_mut(), 0, std::ptr::null_mut());
+        let receiver = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
+        let mut completion: pg_sys::QueryCompletion = std::mem::zeroed();
+        pg_sys::PortalRun(portal, i64::MAX, true, true, receiver, receiver, &mut completion);
+        if let Some(destroy) = (*receiver).rDestroy {
+            destroy(receiver);
+        }
+        pg_sys::PortalDrop(portal, false);
+        pg_sys::CommitTransactionCommand();
+        completion.nprocessed as i64
+    }
+}
