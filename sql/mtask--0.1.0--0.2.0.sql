@@ -26,8 +26,18 @@ ALTER TABLE mtask.tasks
     ADD COLUMN consecutive_failures     int NOT NULL DEFAULT 0,
     ADD COLUMN pause_reason             text,
     ADD COLUMN transactional            boolean NOT NULL DEFAULT true,
+    ADD COLUMN overlap                  text NOT NULL DEFAULT 'skip'
+                                        CONSTRAINT tasks_overlap_check CHECK (overlap IN ('skip', 'queue')),
+    ADD COLUMN priority                 int NOT NULL DEFAULT 0,
     DROP CONSTRAINT tasks_last_status_check,
     ADD CONSTRAINT tasks_last_status_check CHECK (last_status IN ('succeeded', 'failed', 'timeout', 'crashed'));
+
+COMMENT ON COLUMN mtask.tasks.overlap IS 'A slot that comes while the task still runs: skip it, or queue one run right after.';
+COMMENT ON COLUMN mtask.tasks.priority IS 'Among tasks due at the same instant, higher runs first.';
+
+-- The claim orders by due time, then priority: one index walk, no sort.
+DROP INDEX mtask.tasks_due_idx;
+CREATE INDEX tasks_due_idx ON mtask.tasks (next_run_at, priority DESC, id) WHERE status = 'scheduled';
 
 COMMENT ON COLUMN mtask.tasks.transactional IS 'false: each statement runs top-level in its own transaction (VACUUM, CREATE INDEX CONCURRENTLY, CALL with COMMIT); at-least-once.';
 
@@ -105,6 +115,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use a real point in time, or ''infinity'' for no end.';
     END IF;
+    IF NEW.overlap IS NULL OR NEW.overlap NOT IN ('skip', 'queue') THEN
+        RAISE EXCEPTION 'invalid overlap policy "%" for task "%"', NEW.overlap, NEW.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''skip'' (a slot that comes during a run is passed over) or ''queue'' (it runs right after).';
+    END IF;
     IF NEW.timeout < interval '0' OR NEW.retry_delay < interval '0' OR NEW.retry_max_delay < interval '0' THEN
         RAISE EXCEPTION 'timeout, retry_delay and retry_max_delay of task "%" must not be negative', NEW.name
             USING ERRCODE = 'invalid_parameter_value',
@@ -168,7 +183,9 @@ CREATE FUNCTION mtask.schedule(
     max_attempts int DEFAULT 1,
     retry_delay interval DEFAULT '10 seconds',
     max_consecutive_failures int DEFAULT NULL,
-    transactional boolean DEFAULT true
+    transactional boolean DEFAULT true,
+    overlap text DEFAULT 'skip',
+    priority int DEFAULT 0
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -182,8 +199,9 @@ BEGIN
                   HINT = 'Give an interval such as ''10 seconds'', or use mtask.schedule_at for a one-shot task.';
     END IF;
     INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed,
-                             timeout, max_attempts, retry_delay, max_consecutive_failures, transactional)
-    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                             timeout, max_attempts, retry_delay, max_consecutive_failures, transactional,
+                             overlap, priority)
+    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -201,7 +219,8 @@ CREATE FUNCTION mtask.schedule_at(
     timeout interval DEFAULT NULL,
     max_attempts int DEFAULT 1,
     retry_delay interval DEFAULT '10 seconds',
-    transactional boolean DEFAULT true
+    transactional boolean DEFAULT true,
+    priority int DEFAULT 0
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -214,8 +233,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use now() to run it as soon as possible.';
     END IF;
-    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay, transactional)
-    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9)
+    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay,
+                             transactional, priority)
+    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9, $10)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -241,7 +261,9 @@ CREATE FUNCTION mtask.alter(
     retry_delay interval DEFAULT NULL,
     retry_max_delay interval DEFAULT NULL,
     max_consecutive_failures int DEFAULT NULL,
-    transactional boolean DEFAULT NULL
+    transactional boolean DEFAULT NULL,
+    overlap text DEFAULT NULL,
+    priority int DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -264,7 +286,9 @@ BEGIN
         retry_delay     = coalesce($12, t.retry_delay),
         retry_max_delay = coalesce($13, t.retry_max_delay),
         max_consecutive_failures = coalesce($14, t.max_consecutive_failures),
-        transactional = coalesce($15, t.transactional)
+        transactional = coalesce($15, t.transactional),
+        overlap  = coalesce($16, t.overlap),
+        priority = coalesce($17, t.priority)
     WHERE t.id = $1
     RETURNING t.* INTO altered;
     IF NOT FOUND THEN
@@ -290,8 +314,10 @@ CREATE FUNCTION mtask.alter(
     retry_delay interval DEFAULT NULL,
     retry_max_delay interval DEFAULT NULL,
     max_consecutive_failures int DEFAULT NULL,
-    transactional boolean DEFAULT NULL
+    transactional boolean DEFAULT NULL,
+    overlap text DEFAULT NULL,
+    priority int DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) $$;
+AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) $$;

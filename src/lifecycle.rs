@@ -29,6 +29,28 @@ impl Missed {
     }
 }
 
+/// What happens to a slot that comes while the task's previous run is still
+/// going. Either way the task never runs concurrently with itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// The slot is passed over; the next run is the first slot after the
+    /// run ends.
+    Skip,
+    /// One run, for the latest slot that came during the run, starts right
+    /// after it ends.
+    Queue,
+}
+
+impl Overlap {
+    pub fn from_sql(s: &str) -> Option<Overlap> {
+        match s {
+            "skip" => Some(Overlap::Skip),
+            "queue" => Some(Overlap::Queue),
+            _ => None,
+        }
+    }
+}
+
 /// The settings that bound catching up.
 #[derive(Debug, Clone, Copy)]
 pub struct Catchup {
@@ -47,6 +69,7 @@ pub struct Timing {
     pub anchor: DateTime<Utc>,
     pub tz: Tz,
     pub missed: Missed,
+    pub overlap: Overlap,
     pub end_at: Option<DateTime<Utc>>,
     pub max_runs: Option<i64>,
     /// Runs so far, not counting the one being decided on.
@@ -159,11 +182,15 @@ impl Timing {
             return (if succeeded { "done" } else { "failed" }, None);
         };
         // A recurring task's failure is recorded, not fatal: it keeps its slots.
-        let following = if self.missed == Missed::All && !schedule.is_fixed_delay() {
+        let next_slot = schedule.slot_after(self.anchor, slot, self.tz);
+        let came_during_run = next_slot.filter(|next| *next <= ended && !schedule.is_fixed_delay());
+        let following = match (self.missed, self.overlap, came_during_run) {
             // The next slot even if it has passed: that is the catching up.
-            schedule.slot_after(self.anchor, slot, self.tz)
-        } else {
-            schedule.following_run(self.anchor, slot, ended, self.tz)
+            (Missed::All, _, _) if !schedule.is_fixed_delay() => next_slot,
+            (_, Overlap::Queue, Some(first)) => {
+                Some(schedule.earliest_of_latest(self.anchor, first, ended, 1, self.tz))
+            }
+            _ => schedule.following_run(self.anchor, slot, ended, self.tz),
         };
         self.settle(following, self.runs + 1)
     }
@@ -197,6 +224,7 @@ mod tests {
             anchor: at(0),
             tz: Tz::UTC,
             missed,
+            overlap: Overlap::Skip,
             end_at: None,
             max_runs: None,
             runs: 0,
@@ -363,6 +391,19 @@ mod tests {
         assert_eq!((a.status, a.next, a.failures), ("paused", Some(at(20)), 2));
         // A success in between resets the count.
         assert_eq!(t.after_run(at(10), at(11), true, 0.5).failures, 0);
+    }
+
+    #[test]
+    fn a_slot_that_comes_during_a_run_is_skipped_or_queued() {
+        // The run for slot 10 lasts until 35: slots 20 and 30 came meanwhile.
+        let t = every_ten(Missed::Once);
+        assert_eq!(after(&t, at(10), at(35), true), ("scheduled", Some(at(40))));
+        let t = Timing { overlap: Overlap::Queue, ..t };
+        assert_eq!(after(&t, at(10), at(35), true), ("scheduled", Some(at(30))));
+        // Nothing came during a short run: the next slot either way.
+        assert_eq!(after(&t, at(10), at(12), true), ("scheduled", Some(at(20))));
+        assert_eq!(Overlap::from_sql("queue"), Some(Overlap::Queue));
+        assert_eq!(Overlap::from_sql("parallel"), None);
     }
 
     #[test]

@@ -220,3 +220,47 @@ fn a_run_left_running_by_a_dead_worker_is_closed_as_crashed_and_rescheduled() {
     );
     assert_eq!(c.sql("SELECT last_status, run_count FROM mtask.tasks"), "succeeded|1");
 }
+
+#[test]
+fn a_slot_that_comes_during_a_run_is_skipped_or_queued() {
+    let c = with_extension("mtask.max_workers = 2");
+    for overlap in ["skip", "queue"] {
+        c.sql(&format!(
+            "SELECT mtask.schedule('{overlap}', 'every 0.5 seconds', 'SELECT pg_sleep(1.2)', overlap => '{overlap}')"
+        ));
+    }
+    c.wait_for("SELECT bool_and(run_count >= 3) FROM mtask.tasks", "t");
+    // Consecutive runs of each task, as (previous, next) pairs.
+    let pairs = |name: &str, condition: &str| {
+        c.sql(&format!(
+            "SELECT bool_and({condition}), count(*) >= 2 FROM (
+                 SELECT lag(r.started_at) OVER w AS prev_started, lag(r.finished_at) OVER w AS prev_finished,
+                        r.started_at, r.scheduled_for
+                 FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = '{name}'
+                 WINDOW w AS (ORDER BY r.id)) p
+             WHERE prev_started IS NOT NULL"
+        ))
+    };
+    // Never two runs of a task at once.
+    assert_eq!(pairs("skip", "started_at >= prev_finished"), "t|t");
+    assert_eq!(pairs("queue", "started_at >= prev_finished"), "t|t");
+    // skip: the next run is for a slot after the previous run ended.
+    assert_eq!(pairs("skip", "scheduled_for > prev_started + interval '1.2 s'"), "t|t");
+    // queue: the next run is for a slot that came while the previous ran.
+    assert_eq!(pairs("queue", "scheduled_for <= prev_finished"), "t|t");
+}
+
+#[test]
+fn priority_breaks_ties_between_tasks_due_together() {
+    let c = with_extension("mtask.max_workers = 1");
+    c.sql("SELECT mtask.schedule_at('long', now(), 'SELECT pg_sleep(3600)')");
+    let running = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
+    c.wait_for(&format!("SELECT count(*) FROM ({running}) r"), "1");
+    c.sql(
+        "INSERT INTO mtask.tasks (name, command, start_at, priority)
+         SELECT name, format('INSERT INTO hits VALUES (%L)', name), now(), priority
+         FROM (VALUES ('low', -1), ('normal', 0), ('high', 5)) v(name, priority)",
+    );
+    c.sql(&format!("SELECT pg_cancel_backend(({running}))"));
+    c.wait_for("SELECT string_agg(task, ',' ORDER BY at) FROM hits", "high,normal,low");
+}

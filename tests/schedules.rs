@@ -241,6 +241,9 @@ fn alter_changes_any_option_by_name_or_id() {
     assert_error(c.try_sql("SELECT mtask.alter('job', schedule => '0 25 * * *')"), "22023", &["hour 25"]);
     assert_error(c.try_sql("SELECT mtask.alter('job', missed => 'never')"), "22023", &["missed-run policy"]);
     assert_error(c.try_sql("SELECT mtask.alter('job', timezone => 'Nowhere/City')"), "22023", &["unknown time zone"]);
+    assert_error(c.try_sql("SELECT mtask.alter('job', overlap => 'parallel')"), "22023", &["invalid overlap policy", "'queue'"]);
+    assert_error(c.try_sql("SELECT mtask.alter('job', max_attempts => 0)"), "22023", &["max_attempts", "at least 1"]);
+    assert_error(c.try_sql("SELECT mtask.alter('job', timeout => '-1 second')"), "22023", &["must not be negative"]);
     // A limit that is already reached ends the task.
     c.sql("SELECT mtask.alter('job', schedule => 'every 0.1 seconds')");
     c.wait_for("SELECT run_count >= 2 FROM mtask.tasks WHERE name = 'job'", "t");

@@ -5,7 +5,7 @@
 
 use super::store::{self, DueTask};
 use crate::executor::{self, Outcome, RunStatus};
-use crate::lifecycle::{Decision, Missed, Timing};
+use crate::lifecycle::{Decision, Missed, Overlap, Timing};
 use crate::retry::RetryPolicy;
 use crate::{guc, pg_schedule, shmem};
 use chrono::{DateTime, Utc};
@@ -264,6 +264,7 @@ fn timing_of(task: &DueTask) -> Timing {
         anchor: pg_schedule::instant_or_raise("start_at", task.start_at),
         tz: pg_schedule::time_zone_or_raise(Some(&task.timezone)),
         missed: Missed::from_sql(&task.missed).unwrap_or(Missed::Once),
+        overlap: Overlap::from_sql(&task.overlap).unwrap_or(Overlap::Skip),
         end_at: task.end_at.and_then(pg_schedule::to_chrono),
         max_runs: task.max_runs,
         runs: task.run_count,

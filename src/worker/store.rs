@@ -34,10 +34,13 @@ pub struct DueTask {
     pub retry_slot: Option<TimestampWithTimeZone>,
     pub consecutive_failures: i32,
     pub transactional: bool,
+    pub overlap: String,
 }
 
-/// The partial index on (next_run_at) WHERE status = 'scheduled' makes this
-/// O(due), and SKIP LOCKED lets other claimers pass a task that is running.
+/// The partial index tasks_due_idx (next_run_at, priority DESC, id) WHERE
+/// status = 'scheduled' hands this the first due task in order without a
+/// sort, and SKIP LOCKED lets other workers pass a task that is running.
+/// Due time first, so no task starves; priority only breaks ties.
 const CLAIM: &str = "
     SELECT id, command, owner::oid, kind, schedule, timezone, start_at, next_run_at,
            missed, end_at, max_runs, run_count,
@@ -45,10 +48,10 @@ const CLAIM: &str = "
            max_attempts,
            (extract(epoch FROM retry_delay) * 1000000)::bigint,
            (extract(epoch FROM retry_max_delay) * 1000000)::bigint,
-           max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional
+           max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional, overlap
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now()
-    ORDER BY next_run_at, id
+    ORDER BY next_run_at, priority DESC, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED";
 
@@ -141,6 +144,7 @@ pub fn claim(client: &mut SpiClient<'_>) -> SpiResult<Option<DueTask>> {
         retry_slot: row.get(19)?,
         consecutive_failures: row.get(20)?.ok_or_else(missing)?,
         transactional: row.get(21)?.ok_or_else(missing)?,
+        overlap: row.get(22)?.ok_or_else(missing)?,
     }))
 }
 
