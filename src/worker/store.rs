@@ -7,7 +7,39 @@ use chrono::{DateTime, Utc};
 use crate::pg_schedule::to_pg;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiResult};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
+use pgrx::PgOid;
+use pgrx::pg_sys::PgBuiltInOids as Type;
+use std::cell::RefCell;
+use std::collections::HashMap;
+const INT4OID: Type = Type::INT4OID;
+const INT8OID: Type = Type::INT8OID;
+const TEXTOID: Type = Type::TEXTOID;
+const TIMESTAMPTZOID: Type = Type::TIMESTAMPTZOID;
+
+thread_local! {
+    /// This worker's plans of the statements below, kept for its life so
+    /// that the hot path parses and plans nothing of its own. Postgres
+    /// re-plans a kept plan by itself when the tables change.
+    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+/// Runs one of this module's statements through its kept plan.
+fn execute<'conn>(
+    client: &mut SpiClient<'conn>,
+    sql: &'static str,
+    types: &[Type],
+    limit: Option<i64>,
+    args: &[DatumWithOid],
+) -> SpiResult<SpiTupleTable<'conn>> {
+    PLANS.with_borrow_mut(|plans| {
+        if !plans.contains_key(sql) {
+            let oids: Vec<PgOid> = types.iter().map(|t| PgOid::BuiltIn(*t)).collect();
+            plans.insert(sql, client.prepare_mut(sql, &oids)?.keep());
+        }
+        client.update(&plans[sql], limit, args)
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct DueTask {
@@ -50,34 +82,47 @@ const CLAIM: &str = "
            (extract(epoch FROM retry_max_delay) * 1000000)::bigint,
            max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional, overlap
     FROM mtask.tasks
-    WHERE status = 'scheduled' AND next_run_at <= now()
+    WHERE status = 'scheduled' AND next_run_at <= now() AND (transactional OR $1)
     ORDER BY next_run_at, priority DESC, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED";
 
-/// How a run ends: its run row (inserted, or for a non-transactional run
-/// updated from 'running') and the task's new state, in one statement.
-const RECORD_NEW_RUN: &str = "
-    INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows)
-    VALUES ($1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6)";
-const RECORD_RUNNING_RUN: &str = "
-    UPDATE mtask.runs SET finished_at = clock_timestamp(), status = $3, sqlstate = $4, message = $5, rows = $6
-    WHERE id = $14";
-const RECORD_TASK: &str = "
-    UPDATE mtask.tasks SET
-        last_run_at = $2,
-        last_status = $3,
-        last_error = $5,
-        run_count = run_count + 1,
-        failure_count = failure_count + CASE WHEN $3 = 'succeeded' THEN 0 ELSE 1 END,
-        status = $7,
-        next_run_at = $8,
-        attempt = $11,
-        retry_slot = $12,
-        consecutive_failures = $13,
-        pause_reason = CASE WHEN $7 = 'paused'
-                            THEN format('paused after %s failed runs in a row', $13) END
-    WHERE id = $1";
+// How a run ends: its run row (inserted, or for a non-transactional run
+// updated from 'running') and the task's new state, in one statement.
+macro_rules! record_task {
+    () => {
+        "UPDATE mtask.tasks SET
+            last_run_at = $2,
+            last_status = $3,
+            last_error = $5,
+            run_count = run_count + 1,
+            failure_count = failure_count + CASE WHEN $3 = 'succeeded' THEN 0 ELSE 1 END,
+            status = $7,
+            next_run_at = $8,
+            attempt = $11,
+            retry_slot = $12,
+            consecutive_failures = $13,
+            pause_reason = CASE WHEN $7 = 'paused'
+                                THEN format('paused after %s failed runs in a row', $13) END
+        WHERE id = $1"
+    };
+}
+const RECORD_NEW_RUN: &str = concat!(
+    "WITH run AS (
+        INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows)
+        VALUES ($1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6)) ",
+    record_task!()
+);
+const RECORD_RUNNING_RUN: &str = concat!(
+    "WITH run AS (
+        UPDATE mtask.runs SET finished_at = clock_timestamp(), status = $3, sqlstate = $4, message = $5, rows = $6
+        WHERE id = $14) ",
+    record_task!()
+);
+const RECORD_TYPES: &[Type] = &[
+    INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
+    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID,
+];
 
 /// A non-transactional run, committed before it starts.
 const START_RUN: &str = "
@@ -115,8 +160,9 @@ const RECOVER_ORPHANS: &str = "
 const NEXT_DUE: &str =
     "SELECT min(next_run_at) FROM mtask.tasks WHERE status = 'scheduled' AND next_run_at > now()";
 
-pub fn claim(client: &mut SpiClient<'_>) -> SpiResult<Option<DueTask>> {
-    let table = client.update(CLAIM, Some(1), &[])?;
+/// The first due task; a non-transactional one only if `any_kind`.
+pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<DueTask>> {
+    let table = execute(client, CLAIM, &[Type::BOOLOID], Some(1), &[any_kind.into()])?;
     if table.is_empty() {
         return Ok(None);
     }
@@ -173,8 +219,8 @@ pub fn record(
         after.failures.into(),
         run_id.into(),
     ];
-    let run = if run_id.is_some() { RECORD_RUNNING_RUN } else { RECORD_NEW_RUN };
-    client.update(&format!("WITH run AS ({run}) {RECORD_TASK}"), None, &args)?;
+    let sql = if run_id.is_some() { RECORD_RUNNING_RUN } else { RECORD_NEW_RUN };
+    execute(client, sql, RECORD_TYPES, None, &args)?;
     Ok(())
 }
 
@@ -185,12 +231,13 @@ pub fn start_run(
     started_at: TimestampWithTimeZone,
 ) -> SpiResult<i64> {
     let args: [DatumWithOid; 4] = [task.id.into(), to_pg(slot).into(), task.attempt.into(), started_at.into()];
-    let id: Option<i64> = client.update(START_RUN, Some(1), &args)?.first().get_one()?;
+    let types = [INT8OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID];
+    let id: Option<i64> = execute(client, START_RUN, &types, Some(1), &args)?.first().get_one()?;
     id.ok_or(pgrx::spi::SpiError::InvalidPosition)
 }
 
 pub fn recover_orphans(client: &mut SpiClient<'_>) -> SpiResult<()> {
-    client.update(RECOVER_ORPHANS, None, &[])?;
+    execute(client, RECOVER_ORPHANS, &[], None, &[])?;
     Ok(())
 }
 
@@ -223,6 +270,6 @@ pub fn pass(
     Ok(())
 }
 
-pub fn next_due(client: &SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
-    client.select(NEXT_DUE, Some(1), &[])?.first().get_one()
+pub fn next_due(client: &mut SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
+    execute(client, NEXT_DUE, &[], Some(1), &[])?.first().get_one()
 }
