@@ -264,3 +264,34 @@ fn priority_breaks_ties_between_tasks_due_together() {
     c.sql(&format!("SELECT pg_cancel_backend(({running}))"));
     c.wait_for("SELECT string_agg(task, ',' ORDER BY at) FROM hits", "high,normal,low");
 }
+
+/// A failure at commit, outside every task's subtransaction, while quick
+/// tasks share transactions: it is pinned on its task, and every other task
+/// still runs exactly once.
+#[test]
+fn a_failure_at_commit_is_pinned_on_its_task() {
+    let c = with_extension("mtask.enabled = off\nmtask.max_workers = 1");
+    c.sql(
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (parent int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);
+         INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 'good' || n, format('INSERT INTO hits VALUES (%L)', n), now() FROM generate_series(1, 10) n;
+         INSERT INTO mtask.tasks (name, command, start_at) VALUES ('bad', 'INSERT INTO child VALUES (42)', now());
+         INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 'good' || n, format('INSERT INTO hits VALUES (%L)', n), now() FROM generate_series(11, 20) n",
+    );
+    c.sql("ALTER SYSTEM SET mtask.enabled = on");
+    c.sql("SELECT pg_reload_conf()");
+    c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status IN ('done', 'failed')", "21");
+    assert_eq!(
+        c.sql("SELECT status, last_status, run_count FROM mtask.tasks WHERE name = 'bad'"),
+        "failed|failed|1"
+    );
+    assert_eq!(c.sql("SELECT sqlstate FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'bad'"), "23503");
+    assert_eq!(c.sql("SELECT count(*), count(DISTINCT task) FROM hits"), "20|20");
+    assert_eq!(
+        c.sql("SELECT count(*), count(DISTINCT task_id) FROM mtask.runs WHERE status = 'succeeded'"),
+        "20|20"
+    );
+    assert_eq!(c.sql("SELECT count(*) FROM child"), "0");
+}
