@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing mtask needs, and only what is missing:
-# Debian's PostgreSQL 15 server and headers, clang for bindgen, cargo-pgrx.
+# Debian's PostgreSQL 15 server and headers, clang for bindgen, cargo-pgrx,
+# and any Debian packages named in $EXTRA_PACKAGES (the benchmark's pg_cron).
 set -euo pipefail
 
 PGRX_VERSION=0.18.0
@@ -9,7 +10,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
 missing=()
-for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang; do
+for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang ${EXTRA_PACKAGES:-}; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

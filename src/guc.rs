@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::time::Duration;
 
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
-pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 pub static MISSED_GRACE_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
@@ -30,8 +30,8 @@ pub fn init(preloading: bool) {
     }
     GucRegistry::define_int_guc(
         c"mtask.naptime",
-        c"Longest time the scheduler sleeps between looks at the task table.",
-        c"The scheduler wakes at the earliest next_run_at, or after this long, whichever is sooner.",
+        c"Longest time an idle worker sleeps between looks at the task table.",
+        c"Workers wake at the earliest next_run_at and when a due task commits; this bounds the rest, e.g. a task whose row another transaction held locked.",
         &NAPTIME_MS,
         10,
         60_000,

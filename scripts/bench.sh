@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# mtask against pg_cron 1.4.2 on one throwaway PG15 cluster that preloads both.
+# Prints a table and writes bench/results/<date>-<commit>.json. QUICK=1 runs
+# smaller sizes. It reports; it never fails on a slow machine.
+# What each scenario measures is written up in BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=cluster.sh
+source scripts/cluster.sh
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    BURSTS="1000"; THROUGHPUT=20000; FUTURE=100000; IMMEDIATE=200; IDLE_SECONDS=10; MEMORY_RUNS=100000
+else
+    BURSTS="1000 10000"; THROUGHPUT=100000; FUTURE=1000000; IMMEDIATE=1000; IDLE_SECONDS=60; MEMORY_RUNS=1000000
+fi
+
+DIR=${BENCH_DIR:-/tmp/mtask-bench}
+PORT=${BENCH_PORT:-55433}
+cluster_start "$DIR" "$PORT" "shared_preload_libraries = 'mtask,pg_cron'
+cron.database_name = 'postgres'
+cron.host = '$DIR'
+track_commit_timestamp = on
+shared_buffers = 512MB
+max_worker_processes = 16
+max_connections = 100
+synchronous_commit = on
+mtask.max_workers = 2"
+trap 'cluster_stop "$DIR"' EXIT
+
+sql() { cluster_psql "$DIR" "$PORT" -qAt -c "$1"; }
+now() { date +%s.%N; }
+log() { echo "bench: $*" >&2; }
+
+sql "CREATE EXTENSION mtask; CREATE EXTENSION pg_cron;
+     CREATE TABLE hits (who text, n int, at timestamptz DEFAULT clock_timestamp());
+     -- Lateness of each start after its due instant, in milliseconds.
+     CREATE FUNCTION lateness(w text, due timestamptz) RETURNS json LANGUAGE sql AS \$\$
+         SELECT json_build_object(
+             'n', count(*),
+             'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 2),
+             'p95_ms', round((percentile_cont(0.95) WITHIN GROUP (ORDER BY ms))::numeric, 2),
+             'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric, 2),
+             'max_ms', round(max(ms)::numeric, 2),
+             'drain_s', round(extract(epoch FROM max(at) - due)::numeric, 3),
+             'per_s', round((count(*) / greatest(extract(epoch FROM max(at) - due), 0.001))::numeric, 0))
+         FROM (SELECT at, extract(epoch FROM at - due) * 1000 AS ms FROM hits WHERE who = w) l
+     \$\$;"
+sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker'" >/dev/null
+
+wait_count() { # wait_count SQL N: until SQL returns at least N
+    while [ "$(sql "$1")" -lt "$2" ]; do sleep 0.05; done
+}
+
+# The next whole minute at least 20 s away, so that scheduling N jobs ends
+# before it comes.
+next_minute() {
+    sql "SELECT date_trunc('minute', now() + interval '20 seconds') + interval '1 minute'"
+}
+
+# CPU seconds (user + system) used so far by the processes of a backend type.
+cpu_of() {
+    local total=0 pid
+    for pid in $(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'"); do
+        total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / hz }' "/proc/$pid/stat")
+    done
+    echo "$total"
+}
+
+# Anonymous (private) resident memory of the mtask workers, in kB.
+rss_anon_kb() {
+    local total=0 pid
+    for pid in $(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker'"); do
+        total=$((total + $(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+
+results=()
+add() { results+=("\"$1\": $2"); }
+
+# 1. Burst at a minute boundary, both systems.
+for n in $BURSTS; do
+    due=$(next_minute)
+    log "burst of $n due at $due: scheduling"
+    sql "SELECT mtask.schedule_at('m' || i, '$due', 'INSERT INTO hits (who, n) VALUES (''mtask-$n'', ' || i || ')')
+         FROM generate_series(1, $n) i" >/dev/null
+    wait_count "SELECT count(*) FROM hits WHERE who = 'mtask-$n'" "$n"
+    add "burst_${n}_mtask" "$(sql "SELECT lateness('mtask-$n', '$due')")"
+    sql "DELETE FROM mtask.tasks"
+
+    due=$(next_minute)
+    cron=$(sql "SELECT to_char('$due'::timestamptz AT TIME ZONE 'GMT', 'MI HH24 DD MM') || ' *'")
+    sql "SELECT cron.schedule('c' || i, '$cron', 'INSERT INTO hits (who, n) VALUES (''cron-$n'', ' || i || ')')
+         FROM generate_series(1, $n) i" >/dev/null
+    log "burst of $n for pg_cron at $due"
+    wait_count "SELECT count(*) FROM hits WHERE who = 'cron-$n'" "$n"
+    add "burst_${n}_pg_cron" "$(sql "SELECT lateness('cron-$n', '$due')")"
+    sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
+    sql "TRUNCATE cron.job_run_details"
+done
+
+# 2. Immediate tasks: commit of schedule_at(now()) to the task's start.
+log "immediate: $IMMEDIATE serial schedules"
+for i in $(seq 1 "$IMMEDIATE"); do
+    echo "SELECT mtask.schedule_at('i$i', now(), 'INSERT INTO hits (who, n) VALUES (''immediate'', ' || txid_current() || ')');"
+    echo "SELECT pg_sleep(0.01);"
+done | cluster_psql "$DIR" "$PORT" -qAt >/dev/null
+wait_count "SELECT count(*) FROM hits WHERE who = 'immediate'" "$IMMEDIATE"
+# Each task recorded the id of the transaction that scheduled it.
+add immediate "$(sql "SELECT json_build_object(
+        'n', count(*),
+        'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 3),
+        'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric, 3))
+    FROM (SELECT extract(epoch FROM at - pg_xact_commit_timestamp(n::text::xid)) * 1000 AS ms
+          FROM hits WHERE who = 'immediate') l")"
+sql "DELETE FROM mtask.tasks"
+
+# 3. Throughput: already-due one-shot tasks, drained.
+for sc in on off; do
+    log "throughput: $THROUGHPUT tasks, synchronous_commit = $sc"
+    sql "ALTER SYSTEM SET synchronous_commit = $sc"
+    sql "ALTER SYSTEM SET mtask.enabled = off"
+    sql "SELECT pg_reload_conf()" >/dev/null
+    sleep 1
+    sql "INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 't' || i, 'INSERT INTO hits (who) VALUES (''tp'')', now() FROM generate_series(1, $THROUGHPUT) i"
+    sql "ALTER SYSTEM SET mtask.enabled = on"
+    sql "SELECT pg_reload_conf()" >/dev/null
+    wait_count "SELECT count(*) FROM mtask.tasks WHERE status = 'done'" "$THROUGHPUT"
+    add "throughput_sync_$sc" "$(sql "SELECT json_build_object('n', count(*),
+        'drain_s', round(extract(epoch FROM max(finished_at) - min(started_at))::numeric, 3),
+        'per_s', round((count(*) / extract(epoch FROM max(finished_at) - min(started_at)))::numeric, 0))
+        FROM mtask.runs")"
+    sql "DELETE FROM mtask.tasks; DELETE FROM hits WHERE who = 'tp'"
+done
+sql "ALTER SYSTEM RESET synchronous_commit"
+sql "SELECT pg_reload_conf()" >/dev/null
+
+# 5. Idle cost: 10,000 tasks for tomorrow (pg_cron: jobs for 1 January).
+log "idle: ${IDLE_SECONDS}s with 10,000 future tasks each"
+sql "SELECT count(mtask.schedule_at('f' || i, now() + interval '1 day', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
+sql "SELECT count(cron.schedule('f' || i, '0 0 1 1 *', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
+sleep 2
+mtask_cpu() { awk -v a="$(cpu_of 'mtask worker')" -v b="$(cpu_of 'mtask scheduler')" 'BEGIN { print a + b }'; }
+m0=$(mtask_cpu); c0=$(cpu_of 'pg_cron scheduler')
+sleep "$IDLE_SECONDS"
+m1=$(mtask_cpu); c1=$(cpu_of 'pg_cron scheduler')
+add idle "$(awk -v m0="$m0" -v m1="$m1" -v c0="$c0" -v c1="$c1" -v s="$IDLE_SECONDS" 'BEGIN {
+    printf "{\"seconds\": %d, \"mtask_cpu_s_per_min\": %.4f, \"pg_cron_cpu_s_per_min\": %.4f}", s, (m1 - m0) * 60 / s, (c1 - c0) * 60 / s }')"
+sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
+
+# 4. Scale: many future tasks, then 1,000 due at once.
+log "scale: $FUTURE future tasks"
+sql "INSERT INTO mtask.tasks (name, command, start_at)
+     SELECT 's' || i, 'SELECT 1', now() + interval '2 days' FROM generate_series(1, $FUTURE) i"
+sql "VACUUM ANALYZE mtask.tasks"
+due=$(sql "SELECT now() + interval '5 seconds'")
+w0=$(cpu_of 'mtask worker')
+sql "SELECT count(mtask.schedule_at('d' || i, '$due', 'INSERT INTO hits (who, n) VALUES (''scale'', ' || i || ')'))
+     FROM generate_series(1, 1000) i" >/dev/null
+wait_count "SELECT count(*) FROM hits WHERE who = 'scale'" 1000
+w1=$(cpu_of 'mtask worker')
+# Worker CPU over the 1,000 due tasks, per task.
+per_task_ms=$(awk -v a="$w1" -v b="$w0" 'BEGIN { printf "%.3f", (a - b) * 1000 / 1000 }')
+add scale "$(sql "SELECT lateness('scale', '$due')::jsonb
+    || jsonb_build_object('future_tasks', $FUTURE, 'worker_cpu_ms_per_task', $per_task_ms)")"
+sql "DELETE FROM mtask.tasks"
+
+# 6. Memory of the workers before and after many runs.
+log "memory: $MEMORY_RUNS runs"
+# Memory does not depend on commit durability; this only makes it quicker.
+sql "ALTER SYSTEM SET synchronous_commit = off"
+sql "SELECT pg_reload_conf()" >/dev/null
+sql "VACUUM mtask.tasks"
+before=$(rss_anon_kb)
+sql "SELECT count(mtask.schedule('r' || i, 'every 0.1 seconds', 'SELECT 1')) FROM generate_series(1, 1000) i" >/dev/null
+wait_count "SELECT coalesce(sum(run_count), 0) FROM mtask.tasks" "$MEMORY_RUNS"
+sql "SELECT count(mtask.pause(id)) FROM mtask.tasks" >/dev/null
+after=$(rss_anon_kb)
+add memory "{\"runs\": $(sql "SELECT sum(run_count) FROM mtask.tasks"), \"workers_rss_anon_kb_before\": $before, \"workers_rss_anon_kb_after\": $after}"
+
+# Report.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+mkdir -p bench/results
+out="bench/results/$stamp-$commit.json"
+{
+    echo "{"
+    echo "  \"date\": \"$stamp\", \"commit\": \"$commit\", \"quick\": $QUICK,"
+    echo "  \"machine\": {\"cores\": $(nproc), \"memory_mb\": $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo),"
+    echo "              \"cpu\": \"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)\"},"
+    echo "  \"postgresql\": \"$(sql 'SHOW server_version')\", \"mtask_workers\": 2,"
+    ( IFS=,; echo "  ${results[*]}" )
+    echo "}"
+} > "$out"
+python3 -m json.tool "$out" >/dev/null 2>&1 || log "warning: $out is not valid JSON"
+log "wrote $out"
+cat "$out"
