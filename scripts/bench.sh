@@ -77,7 +77,8 @@ rss_anon_kb() {
 }
 
 results=()
-add() { results+=("\"$1\": $2"); }
+# Each figure is also logged as it comes, so an interrupted run keeps them.
+add() { results+=("\"$1\": $2"); log "$1: $2"; }
 
 # 1. Burst at a minute boundary, both systems.
 for n in $BURSTS; do

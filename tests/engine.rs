@@ -295,3 +295,19 @@ fn a_failure_at_commit_is_pinned_on_its_task() {
     );
     assert_eq!(c.sql("SELECT count(*) FROM child"), "0");
 }
+
+/// Every run rewrites its task's row; the workers vacuum the tasks table
+/// themselves every 10,000 runs each, well before autovacuum would.
+#[test]
+fn busy_workers_vacuum_the_tasks_table() {
+    let c = with_extension("mtask.enabled = off\nmtask.max_workers = 1\nautovacuum = off");
+    c.sql(
+        "INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 'n' || n, 'SELECT 1', now() FROM generate_series(1, 10500) n",
+    );
+    assert_eq!(c.sql("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'tasks'"), "0");
+    c.sql("ALTER SYSTEM SET mtask.enabled = on");
+    c.sql("SELECT pg_reload_conf()");
+    c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "10500");
+    c.wait_for("SELECT vacuum_count > 0 FROM pg_stat_user_tables WHERE relname = 'tasks'", "t");
+}
