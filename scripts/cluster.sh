@@ -23,7 +23,7 @@ unix_socket_directories = '$dir'
 shared_preload_libraries = 'mtask'
 $extra
 CONF
-    as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+    as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" ${PG_CTL_OPTS:-} -w start >/dev/null
 }
 
 cluster_stop() {

@@ -38,7 +38,7 @@ pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcom
             let count = if statements.is_null() { 0 } else { (*statements).length as usize };
             for i in 0..count {
                 let raw = (*(*statements).elements.add(i)).ptr_value.cast::<pg_sys::RawStmt>();
-                rows = run_statement(raw, &text, owner, own_sec);
+                rows = run_statement(raw, &text, owner, own_sec, parse_cxt);
             }
             Ok(rows)
         }))
@@ -55,7 +55,15 @@ pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcom
 }
 
 /// One statement in a transaction of its own, as exec_simple_query runs it.
-unsafe fn run_statement(raw: *mut pg_sys::RawStmt, text: &CString, owner: pg_sys::Oid, own_sec: i32) -> i64 {
+/// The plans live in `cxt`, not in the transaction: VACUUM commits and
+/// starts transactions inside PortalRun, which then still reads them.
+unsafe fn run_statement(
+    raw: *mut pg_sys::RawStmt,
+    text: &CString,
+    owner: pg_sys::Oid,
+    own_sec: i32,
+    cxt: pg_sys::MemoryContext,
+) -> i64 {
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -66,8 +74,10 @@ unsafe fn run_statement(raw: *mut pg_sys::RawStmt, text: &CString, owner: pg_sys
         if snapshot {
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         }
+        let old = pg_sys::MemoryContextSwitchTo(cxt);
         let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(raw, text.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut());
         let plans = pg_sys::pg_plan_queries(queries, text.as_ptr(), pg_sys::CURSOR_OPT_PARALLEL_OK as i32, std::ptr::null_mut());
+        pg_sys::MemoryContextSwitchTo(old);
         if snapshot {
             pg_sys::PopActiveSnapshot();
         }
