@@ -184,17 +184,30 @@ add memory "{\"runs\": $(sql "SELECT sum(run_count) FROM mtask.tasks"), \"worker
 # Report.
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+figures=$( IFS=,; echo "{${results[*]}}" )
+# mtask / pg_cron wherever both ran.
+ratios=$(sql "WITH f AS (SELECT '$figures'::jsonb AS j)
+    SELECT jsonb_object_agg(k, v) FROM (
+        SELECT 'burst_' || n || '_' || m AS k,
+               round(((j -> ('burst_' || n || '_mtask') ->> m)::numeric
+                      / nullif((j -> ('burst_' || n || '_pg_cron') ->> m)::numeric, 0)), 4) AS v
+        FROM f, unnest(string_to_array('$BURSTS', ' ')) n, unnest(ARRAY['p50_ms', 'p99_ms', 'per_s']) m
+        UNION ALL
+        SELECT 'idle_cpu', round((j -> 'idle' ->> 'mtask_cpu_s_per_min')::numeric
+                                 / nullif((j -> 'idle' ->> 'pg_cron_cpu_s_per_min')::numeric, 0), 4)
+        FROM f) r")
 mkdir -p bench/results
 out="bench/results/$stamp-$commit.json"
-{
-    echo "{"
-    echo "  \"date\": \"$stamp\", \"commit\": \"$commit\", \"quick\": $QUICK,"
-    echo "  \"machine\": {\"cores\": $(nproc), \"memory_mb\": $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo),"
-    echo "              \"cpu\": \"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)\"},"
-    echo "  \"postgresql\": \"$(sql 'SHOW server_version')\", \"mtask_workers\": 2,"
-    ( IFS=,; echo "  ${results[*]}" )
-    echo "}"
-} > "$out"
-python3 -m json.tool "$out" >/dev/null 2>&1 || log "warning: $out is not valid JSON"
+sql "SELECT jsonb_pretty(jsonb_build_object(
+        'date', '$stamp', 'commit', '$commit', 'quick', $QUICK = 1,
+        'machine', jsonb_build_object('cores', $(nproc),
+                                      'memory_mb', $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo),
+                                      'cpu', '$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)'),
+        'postgresql', current_setting('server_version'), 'mtask_workers', 2,
+        'ratio_mtask_over_pg_cron', '$ratios'::jsonb) || '$figures'::jsonb)" > "$out"
 log "wrote $out"
-cat "$out"
+# The table.
+cluster_psql "$DIR" "$PORT" -q -P footer=off -c "
+    SELECT key AS scenario, value AS figures
+    FROM jsonb_each('$figures'::jsonb || jsonb_build_object('ratio_mtask_over_pg_cron', '$ratios'::jsonb))
+    ORDER BY key"
