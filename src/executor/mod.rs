@@ -142,6 +142,13 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         pg_sys::MemoryContextSwitchTo(caller_cxt);
         pg_sys::CurrentResourceOwner = caller_resowner;
 
-        timer.outcome_of(result)
+        let mut outcome = timer.outcome_of(result);
+        if outcome.sqlstate.as_deref() == Some("25001") {
+            // VACUUM and the like refuse a transaction block: say where they run.
+            if let Some(m) = outcome.message.as_mut() {
+                m.push_str(" (run it in a task with transactional => false)");
+            }
+        }
+        outcome
     }
 }

@@ -234,12 +234,9 @@ fn step(worker: &mut Worker) -> Duration {
             report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
             let outcome = executor::top_level::run(&run.task.command, run.task.owner, Some(run.timeout_ms()));
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
-            if let Err((_, why)) = in_transaction(|| Spi::connect_mut(|client| finish(client, &run, &outcome))) {
-                // Left 'running': recover_orphans closes it once this worker is gone.
-                warning!("mtask: could not record the run of task {}: {why}", run.task.id);
-                return guc::naptime();
-            }
-            Duration::ZERO
+            // If this fails, the run stays 'running' until recover_orphans
+            // closes it once this worker is gone.
+            record_apart(&run, &outcome)
         }
         // Several tasks shared the transaction that failed, and which one
         // failed it is unknown. All their effects are rolled back; they run
@@ -255,21 +252,25 @@ fn step(worker: &mut Worker) -> Duration {
         Err((sqlstate, message)) => {
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
             match claimed.take() {
-                Some(run) => {
-                    let outcome = Outcome::failed(sqlstate, message);
-                    let recorded =
-                        in_transaction(|| Spi::connect_mut(|client| finish(client, &run, &outcome)));
-                    if let Err((_, why)) = recorded {
-                        warning!("mtask: could not record the failed run of task {}: {why}", run.task.id);
-                        return guc::naptime();
-                    }
-                    Duration::ZERO
-                }
+                Some(run) => record_apart(&run, &Outcome::failed(sqlstate, message)),
                 None => {
                     warning!("mtask scheduler: {message}");
                     guc::naptime()
                 }
             }
+        }
+    }
+}
+
+/// Records a run in a transaction of its own. Returns how long to sleep:
+/// a naptime if even that failed, so that a broken task is not retried in a
+/// tight loop.
+fn record_apart(run: &Claimed, outcome: &Outcome) -> Duration {
+    match in_transaction(|| Spi::connect_mut(|client| finish(client, run, outcome))) {
+        Ok(()) => Duration::ZERO,
+        Err((_, why)) => {
+            warning!("mtask: could not record the run of task {}: {why}", run.task.id);
+            guc::naptime()
         }
     }
 }
@@ -310,14 +311,8 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
     let held = claimed.borrow();
     let run = held.as_ref().expect("just claimed");
     report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
-    let mut outcome = executor::run(client, &run.task.command, run.task.owner, Some(run.timeout_ms()));
+    let outcome = executor::run(client, &run.task.command, run.task.owner, Some(run.timeout_ms()));
     report_activity(pg_sys::BackendState::STATE_IDLE, None);
-    if outcome.sqlstate.as_deref() == Some("25001") {
-        // VACUUM and the like: say how to run them.
-        if let Some(m) = outcome.message.as_mut() {
-            m.push_str(" (run it in a task with transactional => false)");
-        }
-    }
     finish(client, run, &outcome);
     Taken::Done
 }
