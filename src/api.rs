@@ -69,7 +69,7 @@ static WAKE_PENDING: AtomicBool = AtomicBool::new(false);
 /// made due starts at once instead of at the next naptime. Called by the
 /// tasks trigger; a no-op in a pool worker, which looks again after each run.
 #[pg_extern(volatile, name = "_wake_at_commit")]
-fn wake_at_commit() {
+pub(crate) fn wake_at_commit() {
     if !PRELOADED.load(Ordering::Relaxed)
         || crate::worker::runner::IN_POOL.load(Ordering::Relaxed)
         || WAKE_PENDING.swap(true, Ordering::Relaxed)

@@ -20,9 +20,15 @@ use std::sync::atomic::Ordering;
 
 // A new installation replays the schema as released in 0.1.0 and then every
 // upgrade script, in order: what `CREATE EXTENSION` builds is by construction
-// what `ALTER EXTENSION mtask UPDATE` builds.
+// what `ALTER EXTENSION mtask UPDATE` builds. A script that re-declares a
+// Rust function comes after pgrx's own declaration of it.
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-pgrx::extension_sql_file!("../sql/mtask--0.1.0--0.2.0.sql", name = "upgrade_0_2_0", finalize);
+pgrx::extension_sql_file!(
+    "../sql/mtask--0.1.0--0.2.0.sql",
+    name = "upgrade_0_2_0",
+    requires = [api::wake_at_commit]
+);
+pgrx::extension_sql_file!("../sql/mtask--0.2.0--0.3.0.sql", name = "upgrade_0_3_0", requires = ["upgrade_0_2_0"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

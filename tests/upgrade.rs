@@ -13,8 +13,8 @@ SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
                   pg_get_function_result(p.oid), p.provolatile, p.proconfig, md5(p.prosrc))
     FROM pg_proc p WHERE p.pronamespace = 'mtask'::regnamespace
     UNION ALL
-    SELECT format('column %s.%s %s %s %s %s', c.relname, a.attnum, a.attname,
-                  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
+    SELECT format('column %s.%s %s %s %s %s %s', c.relname, a.attnum, a.attname,
+                  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attacl)
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE c.relnamespace = 'mtask'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
@@ -29,6 +29,13 @@ SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
     WHERE c.relnamespace = 'mtask'::regnamespace AND NOT t.tgisinternal
     UNION ALL
+    SELECT format('table %s %s %s', relname, relacl, relrowsecurity)
+    FROM pg_class WHERE relnamespace = 'mtask'::regnamespace AND relkind = 'r'
+    UNION ALL
+    SELECT format('policy %s %s %s %s %s', polname, polrelid::regclass, polcmd,
+                  pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid))
+    FROM pg_policy
+    UNION ALL
     SELECT format('dumped %s %s', extconfig::regclass[], extcondition) FROM pg_extension WHERE extname = 'mtask'
     UNION ALL
     SELECT format('comment %s %s', objoid::regclass, md5(description))
@@ -36,33 +43,45 @@ SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
       AND objoid IN (SELECT oid FROM pg_class WHERE relnamespace = 'mtask'::regnamespace)
 ) s(x)";
 
-#[test]
-fn update_from_0_1_0_keeps_tasks_and_matches_a_new_installation() {
+/// Creates `from` from its archived install script, with a task of each
+/// kind, then updates it and checks the tasks and the catalog.
+fn update_from(from: &str) {
     let c = Cluster::start("");
     c.sql("CREATE DATABASE fresh");
     c.sql_in("fresh", "CREATE EXTENSION mtask");
 
     // The scheduler runs in `postgres`; it waits, with one WARNING, while the
     // database holds an older schema than the library.
-    c.sql("CREATE EXTENSION mtask VERSION '0.1.0'");
+    c.sql(&format!("CREATE EXTENSION mtask VERSION '{from}'"));
     c.sql("CREATE TABLE hits (n int)");
-    c.sql("SELECT mtask.schedule('old', '@daily', 'SELECT 1', remark => 'from 0.1.0')");
+    c.sql(&format!("SELECT mtask.schedule('old', '@daily', 'SELECT 1', remark => 'from {from}')"));
     c.sql("SELECT mtask.schedule_at('soon', now(), 'INSERT INTO hits VALUES (1)')");
-    c.wait_for_log("mtask 0.1.0 is installed in this database");
-    let warned = || c.log().matches("mtask 0.1.0 is installed in this database").count();
+    let warning = format!("mtask {from} is installed in this database");
+    c.wait_for_log(&warning);
+    let warned = || c.log().matches(&warning).count();
     assert_eq!(warned(), 1, "log:\n{}", c.log());
     assert_eq!(c.sql("SELECT count(*) FROM hits"), "0");
 
     c.sql("ALTER EXTENSION mtask UPDATE");
-    assert_eq!(c.sql("SELECT extversion FROM pg_extension WHERE extname = 'mtask'"), "0.2.0");
+    assert_eq!(c.sql("SELECT extversion FROM pg_extension WHERE extname = 'mtask'"), env!("CARGO_PKG_VERSION"));
     assert_eq!(
         c.sql("SELECT name, remark, missed, end_at IS NULL, max_runs IS NULL FROM mtask.tasks WHERE name = 'old'"),
-        "old|from 0.1.0|once|t|t"
+        format!("old|from {from}|once|t|t")
     );
-    // The task made under 0.1.0 runs once the schema matches.
+    // The task made under the old version runs once the schema matches.
     c.wait_for("SELECT count(*) FROM hits", "1");
     assert_eq!(c.sql("SELECT status FROM mtask.tasks WHERE name = 'soon'"), "done");
     assert_eq!(warned(), 1);
 
     assert_eq!(c.sql(CATALOG), c.sql_in("fresh", CATALOG));
+}
+
+#[test]
+fn update_from_0_1_0_keeps_tasks_and_matches_a_new_installation() {
+    update_from("0.1.0");
+}
+
+#[test]
+fn update_from_0_2_0_keeps_tasks_and_matches_a_new_installation() {
+    update_from("0.2.0");
 }
