@@ -4,6 +4,7 @@
 //! it and commits, so effects and record commit together. `top_level::run`
 //! runs it as psql would, for commands that cannot run inside a transaction.
 
+pub mod session;
 pub mod top_level;
 
 use pgrx::pg_sys;
@@ -119,6 +120,7 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
 
         let result = PgTryBuilder::new(AssertUnwindSafe(|| {
             let guc_level = pg_sys::NewGUCNestLevel();
+            session::enter_task(true);
             // LOCAL_USERID_CHANGE also forbids SET ROLE and SET SESSION
             // AUTHORIZATION, so the command cannot climb back to our user.
             pg_sys::SetUserIdAndSecContext(
@@ -141,6 +143,7 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         }
         pg_sys::MemoryContextSwitchTo(caller_cxt);
         pg_sys::CurrentResourceOwner = caller_resowner;
+        session::clean();
 
         let mut outcome = timer.outcome_of(result);
         if outcome.sqlstate.as_deref() == Some("25001") {

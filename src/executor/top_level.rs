@@ -5,7 +5,7 @@
 //! Statements that committed stay committed when a later one fails, so such
 //! a task is at-least-once, not exactly-once.
 
-use super::{Outcome, Timer, describe};
+use super::{Outcome, Timer, describe, session};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::CString;
@@ -13,11 +13,30 @@ use std::panic::AssertUnwindSafe;
 
 /// Runs `command` as `owner`, statement by statement, each committed on its
 /// own; stops at the first error. Must be called outside any transaction,
-/// and returns outside one.
+/// and returns outside one, with the session as clean as it found it.
 pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcome {
     let Ok(text) = CString::new(command) else {
         return Outcome::failed("22021".into(), "the command contains a zero byte".into());
     };
+    let outcome = run_statements(&text, owner, timeout_ms);
+    // Settings made by statements that committed are session settings now.
+    PgTryBuilder::new(AssertUnwindSafe(|| unsafe {
+        pg_sys::StartTransactionCommand();
+        session::reset_settings();
+        session::clean();
+        pg_sys::CommitTransactionCommand();
+    }))
+    .catch_others(|err| {
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        // A worker that cannot clean its session must not run another task in it.
+        error!("mtask: could not reset the session after a task: {}", describe(&err).1)
+    })
+    .execute();
+    outcome
+}
+
+fn run_statements(text: &CString, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcome {
+    session::enter_task(false);
     let timer = Timer::start(timeout_ms);
     unsafe {
         // The parse trees must outlive the transactions they run in.
@@ -38,7 +57,7 @@ pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcom
             let count = if statements.is_null() { 0 } else { (*statements).length as usize };
             for i in 0..count {
                 let raw = (*(*statements).elements.add(i)).ptr_value.cast::<pg_sys::RawStmt>();
-                rows = run_statement(raw, &text, owner, own_sec, parse_cxt);
+                rows = run_statement(raw, text, owner, own_sec, parse_cxt);
             }
             Ok(rows)
         }))

@@ -36,6 +36,7 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     IN_POOL.store(true, Ordering::Relaxed);
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    executor::session::pin_worker_search_path();
     shmem::attach(slot);
 
     let mut worker = Worker { warns: slot == 0, ..Worker::default() };

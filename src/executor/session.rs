@@ -1,0 +1,80 @@
+//! What a task finds in its worker's session and what it may not leave there.
+//! A pool worker runs the tasks of many roles, one after another, in one
+//! backend: each must start from a clean session, as if freshly connected,
+//! whatever the one before it did.
+
+use pgrx::pg_sys;
+
+/// The worker's own SQL runs as a superuser, so it resolves names in
+/// pg_catalog only: nothing a user creates can stand in for an operator or
+/// a function it calls.
+pub const WORKER_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
+
+/// What tasks resolve names in: PostgreSQL's default, the same for every
+/// task whatever role or database settings say, so that a task means the same
+/// thing wherever it runs. A command that needs another sets it first.
+const TASK_SEARCH_PATH: &std::ffi::CStr = c"\"$user\", public";
+
+/// Pins the worker's own search_path. Call once, after connecting.
+pub fn pin_worker_search_path() {
+    unsafe {
+        // As an override it is also the value RESET ALL returns to, which is
+        // how a non-transactional task's settings are undone.
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            WORKER_SEARCH_PATH.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
+}
+
+/// Gives the task its search_path. `save`: undone with the caller's GUC nest
+/// level; otherwise it stays until `reset_settings`.
+pub fn enter_task(save: bool) {
+    let action = if save { pg_sys::GucAction::GUC_ACTION_SAVE } else { pg_sys::GucAction::GUC_ACTION_SET };
+    set_search_path(TASK_SEARCH_PATH, action);
+}
+
+/// Sets search_path for the session (`GUC_ACTION_SET`) or until the current
+/// GUC nest level ends (`GUC_ACTION_SAVE`).
+pub fn set_search_path(path: &std::ffi::CStr, action: pg_sys::GucAction::Type) {
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            path.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            pg_sys::PGERROR as i32,
+            false,
+        );
+    }
+}
+
+/// Undoes every setting a task made with SET or set_config, for a task whose
+/// statements committed one by one, so no nest level could hold them.
+/// Must run in a transaction.
+pub fn reset_settings() {
+    unsafe { pg_sys::ResetAllOptions() };
+}
+
+/// Drops the session state a task can leave behind that outlives its
+/// transaction, or would reach the next task of a shared transaction:
+/// prepared statements, open cursors (a next task could FETCH from them),
+/// session advisory locks, and temporary objects (which would otherwise
+/// shadow the next task's tables of the same name). Must run in a
+/// transaction; transaction-level advisory locks are kept until its commit.
+pub fn clean() {
+    unsafe {
+        pg_sys::DropAllPreparedStatements();
+        // Skips the active portal, if any; the worker itself holds no cursor.
+        pg_sys::PortalHashTableDeleteAll();
+        pg_sys::LockReleaseSession(USER_LOCKMETHOD);
+        pg_sys::ResetTempTableNamespace();
+    }
+}
+
+/// The lock method of advisory locks (lock.h).
+const USER_LOCKMETHOD: pg_sys::LOCKMETHODID = 2;
