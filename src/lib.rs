@@ -11,6 +11,7 @@ mod guc;
 pub mod lifecycle;
 pub mod retry;
 mod pg_schedule;
+mod roles;
 mod shmem;
 pub mod schedule;
 mod worker;
@@ -34,6 +35,7 @@ pgrx::extension_sql_file!("../sql/mtask--0.2.0--0.3.0.sql", name = "upgrade_0_3_
 pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     guc::init(preloading);
+    roles::init();
     if preloading {
         api::PRELOADED.store(true, Ordering::Relaxed);
         shmem::init();

@@ -78,3 +78,17 @@ pub fn clean() {
 
 /// The lock method of advisory locks (lock.h).
 const USER_LOCKMETHOD: pg_sys::LOCKMETHODID = 2;
+
+/// Whether `role` still exists: a task whose owner was dropped in another
+/// database's session, where mtask could not see its tasks, must not run.
+pub fn role_exists(role: pg_sys::Oid) -> bool {
+    unsafe {
+        pg_sys::SearchSysCacheExists(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            pg_sys::Datum::from(role),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        )
+    }
+}

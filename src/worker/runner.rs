@@ -5,7 +5,7 @@
 
 use super::store::{self, DueTask};
 use crate::executor::{self, Outcome, RunStatus};
-use crate::lifecycle::{Decision, Missed, Overlap, Timing};
+use crate::lifecycle::{After, Decision, Missed, Overlap, Timing};
 use crate::retry::RetryPolicy;
 use crate::{guc, pg_schedule, shmem};
 use chrono::{DateTime, Utc};
@@ -301,6 +301,15 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
             slot
         }
     };
+    if !executor::session::role_exists(task.owner) {
+        let run = Claimed { task, timing, slot, started, run_id: None };
+        let gone = format!("the task's owner, the role with OID {}, no longer exists", run.task.owner.to_u32());
+        let mut after = run.timing.after_run(slot, Utc::now(), false, 0.0);
+        after.status = "paused";
+        let reason = format!("{gone}; give the task an existing owner, then resume it");
+        record(client, &run, &Outcome::failed("42704".into(), gone), &after, Some(&reason));
+        return Taken::Done;
+    }
     if !task.transactional {
         // Committed as 'running' first, so that a crash mid-run is
         // seen afterwards (recover_orphans) rather than lost.
@@ -353,10 +362,15 @@ fn timing_of(task: &DueTask) -> Timing {
     }
 }
 
-fn finish(client: &mut pgrx::spi::SpiClient<'_>, run: &Claimed, outcome: &Outcome) {
+fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: &Outcome) {
     let succeeded = outcome.status == RunStatus::Succeeded;
     let jitter = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
     let after = run.timing.after_run(run.slot, Utc::now(), succeeded, jitter);
-    store::record(client, &run.task, run.run_id, run.slot, run.started, outcome, &after)
+    let reason = (after.status == "paused").then(|| format!("paused after {} failed runs in a row", after.failures));
+    record(client, run, outcome, &after, reason.as_deref());
+}
+
+fn record(client: &mut SpiClient<'_>, run: &Claimed, outcome: &Outcome, after: &After, pause_reason: Option<&str>) {
+    store::record(client, &run.task, run.run_id, run.slot, run.started, outcome, after, pause_reason)
         .unwrap_or_else(|e| error!("{e}"));
 }

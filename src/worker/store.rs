@@ -88,7 +88,8 @@ const CLAIM: &str = "
     FOR UPDATE SKIP LOCKED";
 
 // How a run ends: its run row (inserted, or for a non-transactional run
-// updated from 'running') and the task's new state, in one statement.
+// updated from 'running') and the task's new state, in one statement. A task
+// whose command deleted it (say, by unscheduling itself) gets no run row.
 macro_rules! record_task {
     () => {
         "UPDATE mtask.tasks SET
@@ -102,15 +103,15 @@ macro_rules! record_task {
             attempt = $11,
             retry_slot = $12,
             consecutive_failures = $13,
-            pause_reason = CASE WHEN $7 = 'paused'
-                                THEN format('paused after %s failed runs in a row', $13) END
+            pause_reason = $15
         WHERE id = $1"
     };
 }
 const RECORD_NEW_RUN: &str = concat!(
     "WITH run AS (
         INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows)
-        VALUES ($1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6)) ",
+        SELECT $1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6
+        WHERE EXISTS (SELECT 1 FROM mtask.tasks WHERE id = $1)) ",
     record_task!()
 );
 const RECORD_RUNNING_RUN: &str = concat!(
@@ -121,7 +122,7 @@ const RECORD_RUNNING_RUN: &str = concat!(
 );
 const RECORD_TYPES: &[Type] = &[
     INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
-    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID,
+    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID, TEXTOID,
 ];
 
 /// A non-transactional run, committed before it starts.
@@ -202,8 +203,9 @@ pub fn record(
     started_at: TimestampWithTimeZone,
     outcome: &Outcome,
     after: &After,
+    pause_reason: Option<&str>,
 ) -> SpiResult<()> {
-    let args: [DatumWithOid; 14] = [
+    let args: [DatumWithOid; 15] = [
         task.id.into(),
         started_at.into(),
         outcome.status.as_str().into(),
@@ -218,6 +220,7 @@ pub fn record(
         after.retry_slot.map(to_pg).into(),
         after.failures.into(),
         run_id.into(),
+        pause_reason.into(),
     ];
     let sql = if run_id.is_some() { RECORD_RUNNING_RUN } else { RECORD_NEW_RUN };
     execute(client, sql, RECORD_TYPES, None, &args)?;
