@@ -55,3 +55,215 @@ CREATE TRIGGER tasks_check_status
     EXECUTE FUNCTION mtask.tasks_check_status();
 
 COMMENT ON COLUMN mtask.tasks.owner IS 'The role the task runs as; only its members (and superusers) see or change the task.';
+
+-- Program tasks: command_type 'program' runs an executable with its
+-- arguments, without a shell, and keeps its exit code and output. Like COPY
+-- ... PROGRAM it acts as the server's OS user, so only superusers and roles
+-- with the privileges of pg_execute_server_program may own one. The
+-- command type is checked by trigger rather than by CHECK, like the options
+-- of 0.2.0, since a CHECK is re-read on every write of the table.
+ALTER TABLE mtask.tasks DROP CONSTRAINT tasks_command_type_check;
+COMMENT ON COLUMN mtask.tasks.command_type IS 'sql: SQL run as the owner; program: an executable and its arguments, run without a shell.';
+
+ALTER TABLE mtask.runs
+    ADD COLUMN exit_code int,
+    ADD COLUMN stdout text,
+    ADD COLUMN stderr text;
+COMMENT ON COLUMN mtask.runs.stdout IS 'A program''s output, up to mtask.program_output_limit bytes; stderr likewise.';
+
+CREATE OR REPLACE FUNCTION mtask._check_program(command text) RETURNS void
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'check_program_wrapper';
+
+CREATE FUNCTION mtask.tasks_check_command() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.command_type IS NULL OR NEW.command_type NOT IN ('sql', 'program') THEN
+        RAISE EXCEPTION 'invalid command type "%" for task "%"', NEW.command_type, NEW.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''sql'' (the default) or ''program'' (an executable and its arguments, run without a shell).';
+    END IF;
+    IF NEW.command_type = 'program' THEN
+        IF NOT pg_catalog.pg_has_role(NEW.owner, 'pg_execute_server_program', 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied to run programs as %', NEW.owner
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Only superusers and roles with the privileges of pg_execute_server_program may own program tasks, as with COPY ... PROGRAM.';
+        END IF;
+        PERFORM mtask._check_program(NEW.command);
+        -- What a program does cannot be rolled back: it runs outside a
+        -- transaction, at least once, as a non-transactional task does.
+        NEW.transactional := false;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER tasks_check_command
+    BEFORE INSERT OR UPDATE OF command_type, command, owner, transactional ON mtask.tasks
+    FOR EACH ROW EXECUTE FUNCTION mtask.tasks_check_command();
+
+-- The API takes command_type; the functions are otherwise as in 0.2.0.
+DROP FUNCTION mtask.schedule(text, text, text, timestamptz, text, text, timestamptz, bigint, text, interval, int, interval, int, boolean, text, int);
+
+CREATE FUNCTION mtask.schedule(
+    name text,
+    schedule text,
+    command text,
+    start_at timestamptz DEFAULT now(),
+    remark text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    end_at timestamptz DEFAULT NULL,
+    max_runs bigint DEFAULT NULL,
+    missed text DEFAULT 'once',
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT 1,
+    retry_delay interval DEFAULT '10 seconds',
+    max_consecutive_failures int DEFAULT NULL,
+    transactional boolean DEFAULT true,
+    overlap text DEFAULT 'skip',
+    priority int DEFAULT 0,
+    command_type text DEFAULT 'sql'
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF schedule IS NULL THEN
+        RAISE EXCEPTION 'a recurring task needs a schedule'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval such as ''10 seconds'', or use mtask.schedule_at for a one-shot task.';
+    END IF;
+    INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed,
+                             timeout, max_attempts, retry_delay, max_consecutive_failures, transactional,
+                             overlap, priority, command_type)
+    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    RETURNING id INTO new_id;
+    PERFORM mtask._check_scheduler();
+    RETURN new_id;
+END
+$$;
+
+DROP FUNCTION mtask.schedule_at(text, timestamptz, text, text, text, interval, int, interval, boolean, int);
+
+CREATE FUNCTION mtask.schedule_at(
+    name text,
+    run_at timestamptz,
+    command text,
+    remark text DEFAULT NULL,
+    missed text DEFAULT 'once',
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT 1,
+    retry_delay interval DEFAULT '10 seconds',
+    transactional boolean DEFAULT true,
+    priority int DEFAULT 0,
+    command_type text DEFAULT 'sql'
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF run_at IS NULL THEN
+        RAISE EXCEPTION 'a one-shot task needs a run time'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use now() to run it as soon as possible.';
+    END IF;
+    INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay,
+                             transactional, priority, command_type)
+    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9, $10, $11)
+    RETURNING id INTO new_id;
+    PERFORM mtask._check_scheduler();
+    RETURN new_id;
+END
+$$;
+
+-- alter() as in 0.2.0, with command_type.
+DROP FUNCTION mtask.alter(text, text, text, timestamptz, timestamptz, bigint, text, text, text, interval, int, interval,
+                          interval, int, boolean, text, int);
+DROP FUNCTION mtask.alter(bigint, text, text, timestamptz, timestamptz, bigint, text, text, text, interval, int, interval,
+                          interval, int, boolean, text, int);
+
+CREATE FUNCTION mtask.alter(
+    task_id bigint,
+    schedule text DEFAULT NULL,
+    command text DEFAULT NULL,
+    start_at timestamptz DEFAULT NULL,
+    end_at timestamptz DEFAULT NULL,
+    max_runs bigint DEFAULT NULL,
+    missed text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    remark text DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT NULL,
+    retry_delay interval DEFAULT NULL,
+    retry_max_delay interval DEFAULT NULL,
+    max_consecutive_failures int DEFAULT NULL,
+    transactional boolean DEFAULT NULL,
+    overlap text DEFAULT NULL,
+    priority int DEFAULT NULL,
+    command_type text DEFAULT NULL
+) RETURNS mtask.tasks
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    altered mtask.tasks;
+BEGIN
+    UPDATE mtask.tasks t SET
+        kind     = CASE WHEN $2 IS NULL THEN t.kind ELSE 'recurring' END,
+        schedule = coalesce($2, t.schedule),
+        command  = coalesce($3, t.command),
+        start_at = coalesce($4, t.start_at),
+        end_at   = coalesce($5, t.end_at),
+        max_runs = coalesce($6, t.max_runs),
+        missed   = coalesce($7, t.missed),
+        timezone = coalesce($8, t.timezone),
+        remark   = coalesce($9, t.remark),
+        timeout  = coalesce($10, t.timeout),
+        max_attempts    = coalesce($11, t.max_attempts),
+        retry_delay     = coalesce($12, t.retry_delay),
+        retry_max_delay = coalesce($13, t.retry_max_delay),
+        max_consecutive_failures = coalesce($14, t.max_consecutive_failures),
+        transactional = coalesce($15, t.transactional),
+        overlap  = coalesce($16, t.overlap),
+        priority = coalesce($17, t.priority),
+        command_type = coalesce($18, t.command_type)
+    WHERE t.id = $1
+    RETURNING t.* INTO altered;
+    IF NOT FOUND THEN
+        PERFORM mtask._task_status($1);  -- raises: no such task
+    END IF;
+    PERFORM mtask._check_scheduler();
+    RETURN altered;
+END
+$$;
+
+CREATE FUNCTION mtask.alter(
+    task_name text,
+    schedule text DEFAULT NULL,
+    command text DEFAULT NULL,
+    start_at timestamptz DEFAULT NULL,
+    end_at timestamptz DEFAULT NULL,
+    max_runs bigint DEFAULT NULL,
+    missed text DEFAULT NULL,
+    timezone text DEFAULT NULL,
+    remark text DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT NULL,
+    retry_delay interval DEFAULT NULL,
+    retry_max_delay interval DEFAULT NULL,
+    max_consecutive_failures int DEFAULT NULL,
+    transactional boolean DEFAULT NULL,
+    overlap text DEFAULT NULL,
+    priority int DEFAULT NULL,
+    command_type text DEFAULT NULL
+) RETURNS mtask.tasks
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) $$;

@@ -38,6 +38,19 @@ fn next_run(
     schedule.next_run(anchor, not_before, tz).map(pg_schedule::to_pg)
 }
 
+/// An ERROR with a hint unless `command` splits into a program and its
+/// arguments.
+#[pg_extern(stable, parallel_safe, name = "_check_program")]
+pub(crate) fn check_program(command: &str) {
+    if let Err(why) = crate::executor::program::split(command) {
+        pg_schedule::raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            why,
+            "Give the program and its arguments as words, quoted as in a shell: 'pg_dump -f \"/backups/my db.sql\" mydb'. No shell runs it; for pipes or redirection, use sh -c '...'.".into(),
+        );
+    }
+}
+
 /// What a schedule will do: its next `n` runs from `from`, for a task
 /// created at `from` in `timezone` (default `mtask.timezone`).
 #[pg_extern(stable, parallel_safe)]

@@ -13,6 +13,7 @@ pub static MISSED_GRACE_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static MAX_CATCHUP: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static PROGRAM_OUTPUT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 
 /// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
 /// define a server-start setting later, in a backend that loads mtask for
@@ -85,6 +86,16 @@ pub fn init(preloading: bool) {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
+        c"mtask.program_output_limit",
+        c"How much of a program task's stdout, and of its stderr, a run record keeps.",
+        c"The rest is read and dropped, and the record says how many bytes were not kept.",
+        &PROGRAM_OUTPUT_LIMIT,
+        0,
+        1024 * 1024 * 1024,
+        GucContext::Sighup,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
         c"mtask.max_catchup",
         c"Most missed runs that a task with missed = 'all' catches up on.",
         c"When more slots were missed, only the latest this many run; the older ones are recorded as skipped.",
@@ -116,6 +127,10 @@ pub fn catchup() -> Catchup {
 
 pub fn default_timeout_ms() -> i32 {
     DEFAULT_TIMEOUT_MS.get()
+}
+
+pub fn program_output_limit() -> usize {
+    PROGRAM_OUTPUT_LIMIT.get().max(0) as usize
 }
 
 pub fn max_workers() -> usize {

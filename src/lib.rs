@@ -29,7 +29,11 @@ pgrx::extension_sql_file!(
     name = "upgrade_0_2_0",
     requires = [api::wake_at_commit]
 );
-pgrx::extension_sql_file!("../sql/mtask--0.2.0--0.3.0.sql", name = "upgrade_0_3_0", requires = ["upgrade_0_2_0"]);
+pgrx::extension_sql_file!(
+    "../sql/mtask--0.2.0--0.3.0.sql",
+    name = "upgrade_0_3_0",
+    requires = ["upgrade_0_2_0", api::check_program]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

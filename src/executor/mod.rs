@@ -4,6 +4,7 @@
 //! it and commits, so effects and record commit together. `top_level::run`
 //! runs it as psql would, for commands that cannot run inside a transaction.
 
+pub mod program;
 pub mod session;
 pub mod top_level;
 
@@ -37,11 +38,25 @@ pub struct Outcome {
     pub sqlstate: Option<String>,
     pub message: Option<String>,
     pub rows: Option<i64>,
+    /// What a 'program' task's process left.
+    pub program: Option<ProgramOutput>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProgramOutput {
+    /// None when it was killed by a signal.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Outcome {
+    pub fn succeeded(rows: Option<i64>) -> Self {
+        Outcome { status: RunStatus::Succeeded, sqlstate: None, message: None, rows, program: None }
+    }
+
     pub fn failed(sqlstate: String, message: String) -> Self {
-        Outcome { status: RunStatus::Failed, sqlstate: Some(sqlstate), message: Some(message), rows: None }
+        Outcome { status: RunStatus::Failed, sqlstate: Some(sqlstate), message: Some(message), rows: None, program: None }
     }
 }
 
@@ -91,7 +106,7 @@ impl Timer {
 
     fn outcome_of(&self, result: Result<i64, (String, String)>) -> Outcome {
         match result {
-            Ok(rows) => Outcome { status: RunStatus::Succeeded, sqlstate: None, message: None, rows: Some(rows) },
+            Ok(rows) => Outcome::succeeded(Some(rows)),
             Err((sqlstate, message)) => {
                 // A cancel once the timeout has passed is the timeout's.
                 let timed_out = sqlstate == "57014"

@@ -233,7 +233,11 @@ fn step(worker: &mut Worker) -> Duration {
         Ok(Next::RunOutside) => {
             let run = claimed.take().expect("claimed before RunOutside");
             report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
-            let outcome = executor::top_level::run(&run.task.command, run.task.owner, Some(run.timeout_ms()));
+            let outcome = if run.task.command_type == "program" {
+                executor::program::run(&run.task.command, Some(run.timeout_ms()))
+            } else {
+                executor::top_level::run(&run.task.command, run.task.owner, Some(run.timeout_ms()))
+            };
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
             // If this fails, the run stays 'running' until recover_orphans
             // closes it once this worker is gone.
@@ -301,13 +305,12 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
             slot
         }
     };
-    if !executor::session::role_exists(task.owner) {
+    if let Some((sqlstate, why, remedy)) = refusal(&task) {
         let run = Claimed { task, timing, slot, started, run_id: None };
-        let gone = format!("the task's owner, the role with OID {}, no longer exists", run.task.owner.to_u32());
         let mut after = run.timing.after_run(slot, Utc::now(), false, 0.0);
         after.status = "paused";
-        let reason = format!("{gone}; give the task an existing owner, then resume it");
-        record(client, &run, &Outcome::failed("42704".into(), gone), &after, Some(&reason));
+        let reason = format!("{why}; {remedy}, then resume it");
+        record(client, &run, &Outcome::failed(sqlstate.into(), why), &after, Some(&reason));
         return Taken::Done;
     }
     if !task.transactional {
@@ -325,6 +328,20 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
     report_activity(pg_sys::BackendState::STATE_IDLE, None);
     finish(client, run, &outcome);
     Taken::Done
+}
+
+/// Why a claimed task must not run, and what would let it: its owner is
+/// gone, or may no longer run programs. Such a task is paused.
+fn refusal(task: &DueTask) -> Option<(&'static str, String, &'static str)> {
+    if !executor::session::role_exists(task.owner) {
+        let why = format!("the task's owner, the role with OID {}, no longer exists", task.owner.to_u32());
+        return Some(("42704", why, "give the task an existing owner"));
+    }
+    if task.command_type == "program" && !executor::program::may_run_programs(task.owner) {
+        let why = "the task's owner may no longer run programs".to_string();
+        return Some(("42501", why, "grant it pg_execute_server_program"));
+    }
+    None
 }
 
 fn sleep_until(next: Option<TimestampWithTimeZone>) -> Duration {

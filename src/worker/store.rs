@@ -67,6 +67,7 @@ pub struct DueTask {
     pub consecutive_failures: i32,
     pub transactional: bool,
     pub overlap: String,
+    pub command_type: String,
 }
 
 /// The partial index tasks_due_idx (next_run_at, priority DESC, id) WHERE
@@ -80,7 +81,8 @@ const CLAIM: &str = "
            max_attempts,
            (extract(epoch FROM retry_delay) * 1000000)::bigint,
            (extract(epoch FROM retry_max_delay) * 1000000)::bigint,
-           max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional, overlap
+           max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional, overlap,
+           command_type
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now() AND (transactional OR $1)
     ORDER BY next_run_at, priority DESC, id
@@ -109,20 +111,22 @@ macro_rules! record_task {
 }
 const RECORD_NEW_RUN: &str = concat!(
     "WITH run AS (
-        INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows)
-        SELECT $1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6
+        INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows,
+                                exit_code, stdout, stderr)
+        SELECT $1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6, $16, $17, $18
         WHERE EXISTS (SELECT 1 FROM mtask.tasks WHERE id = $1)) ",
     record_task!()
 );
 const RECORD_RUNNING_RUN: &str = concat!(
     "WITH run AS (
-        UPDATE mtask.runs SET finished_at = clock_timestamp(), status = $3, sqlstate = $4, message = $5, rows = $6
+        UPDATE mtask.runs SET finished_at = clock_timestamp(), status = $3, sqlstate = $4, message = $5, rows = $6,
+                              exit_code = $16, stdout = $17, stderr = $18
         WHERE id = $14) ",
     record_task!()
 );
 const RECORD_TYPES: &[Type] = &[
     INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
-    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID, TEXTOID,
+    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
 ];
 
 /// A non-transactional run, committed before it starts.
@@ -192,6 +196,7 @@ pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<Due
         consecutive_failures: row.get(20)?.ok_or_else(missing)?,
         transactional: row.get(21)?.ok_or_else(missing)?,
         overlap: row.get(22)?.ok_or_else(missing)?,
+        command_type: row.get(23)?.ok_or_else(missing)?,
     }))
 }
 
@@ -205,7 +210,8 @@ pub fn record(
     after: &After,
     pause_reason: Option<&str>,
 ) -> SpiResult<()> {
-    let args: [DatumWithOid; 15] = [
+    let program = outcome.program.as_ref();
+    let args: [DatumWithOid; 18] = [
         task.id.into(),
         started_at.into(),
         outcome.status.as_str().into(),
@@ -221,6 +227,9 @@ pub fn record(
         after.failures.into(),
         run_id.into(),
         pause_reason.into(),
+        program.and_then(|p| p.exit_code).into(),
+        program.map(|p| p.stdout.as_str()).into(),
+        program.map(|p| p.stderr.as_str()).into(),
     ];
     let sql = if run_id.is_some() { RECORD_RUNNING_RUN } else { RECORD_NEW_RUN };
     execute(client, sql, RECORD_TYPES, None, &args)?;
