@@ -105,7 +105,44 @@ CREATE TRIGGER tasks_check_command
     BEFORE INSERT OR UPDATE OF command_type, command, owner, transactional ON mtask.tasks
     FOR EACH ROW EXECUTE FUNCTION mtask.tasks_check_command();
 
--- The API takes command_type; the functions are otherwise as in 0.2.0.
+-- Bounded history: which runs a task records, and how long and how many of
+-- them are kept. NULL: the settings mtask.log_runs, mtask.history_max_age
+-- and mtask.history_max_per_task. The scheduler purges in small batches.
+ALTER TABLE mtask.tasks
+    ADD COLUMN log_runs text,
+    ADD COLUMN history_max_age interval,
+    ADD COLUMN history_max_per_task int;
+GRANT INSERT (log_runs, history_max_age, history_max_per_task),
+      UPDATE (log_runs, history_max_age, history_max_per_task) ON mtask.tasks TO PUBLIC;
+COMMENT ON COLUMN mtask.tasks.log_runs IS 'Which runs are recorded: all, failures or none; NULL: mtask.log_runs.';
+COMMENT ON COLUMN mtask.tasks.history_max_age IS 'Runs older than this are purged; 0: kept for ever; NULL: mtask.history_max_age.';
+COMMENT ON COLUMN mtask.tasks.history_max_per_task IS 'Only this many latest runs are kept; 0: all; NULL: mtask.history_max_per_task.';
+
+CREATE FUNCTION mtask.tasks_check_history() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.log_runs NOT IN ('all', 'failures', 'none') THEN
+        RAISE EXCEPTION 'invalid log_runs "%" for task "%"', NEW.log_runs, NEW.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''all'', ''failures'' or ''none'', or NULL for mtask.log_runs.';
+    END IF;
+    IF NEW.history_max_age < interval '0' OR NEW.history_max_per_task < 0 THEN
+        RAISE EXCEPTION 'history_max_age and history_max_per_task of task "%" must not be negative', NEW.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give 0 to keep the history without that limit, or NULL for the setting.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER tasks_check_history
+    BEFORE INSERT OR UPDATE OF log_runs, history_max_age, history_max_per_task ON mtask.tasks
+    FOR EACH ROW EXECUTE FUNCTION mtask.tasks_check_history();
+
+-- The API takes command_type and the history options; the functions are
+-- otherwise as in 0.2.0.
 DROP FUNCTION mtask.schedule(text, text, text, timestamptz, text, text, timestamptz, bigint, text, interval, int, interval, int, boolean, text, int);
 
 CREATE FUNCTION mtask.schedule(
@@ -125,7 +162,10 @@ CREATE FUNCTION mtask.schedule(
     transactional boolean DEFAULT true,
     overlap text DEFAULT 'skip',
     priority int DEFAULT 0,
-    command_type text DEFAULT 'sql'
+    command_type text DEFAULT 'sql',
+    log_runs text DEFAULT NULL,
+    history_max_age interval DEFAULT NULL,
+    history_max_per_task int DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -140,8 +180,9 @@ BEGIN
     END IF;
     INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed,
                              timeout, max_attempts, retry_delay, max_consecutive_failures, transactional,
-                             overlap, priority, command_type)
-    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                             overlap, priority, command_type, log_runs, history_max_age, history_max_per_task)
+    VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+            $18, $19, $20)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -161,7 +202,10 @@ CREATE FUNCTION mtask.schedule_at(
     retry_delay interval DEFAULT '10 seconds',
     transactional boolean DEFAULT true,
     priority int DEFAULT 0,
-    command_type text DEFAULT 'sql'
+    command_type text DEFAULT 'sql',
+    log_runs text DEFAULT NULL,
+    history_max_age interval DEFAULT NULL,
+    history_max_per_task int DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -175,8 +219,8 @@ BEGIN
                   HINT = 'Use now() to run it as soon as possible.';
     END IF;
     INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay,
-                             transactional, priority, command_type)
-    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9, $10, $11)
+                             transactional, priority, command_type, log_runs, history_max_age, history_max_per_task)
+    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -207,7 +251,10 @@ CREATE FUNCTION mtask.alter(
     transactional boolean DEFAULT NULL,
     overlap text DEFAULT NULL,
     priority int DEFAULT NULL,
-    command_type text DEFAULT NULL
+    command_type text DEFAULT NULL,
+    log_runs text DEFAULT NULL,
+    history_max_age interval DEFAULT NULL,
+    history_max_per_task int DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -233,7 +280,10 @@ BEGIN
         transactional = coalesce($15, t.transactional),
         overlap  = coalesce($16, t.overlap),
         priority = coalesce($17, t.priority),
-        command_type = coalesce($18, t.command_type)
+        command_type = coalesce($18, t.command_type),
+        log_runs = coalesce($19, t.log_runs),
+        history_max_age = coalesce($20, t.history_max_age),
+        history_max_per_task = coalesce($21, t.history_max_per_task)
     WHERE t.id = $1
     RETURNING t.* INTO altered;
     IF NOT FOUND THEN
@@ -262,8 +312,11 @@ CREATE FUNCTION mtask.alter(
     transactional boolean DEFAULT NULL,
     overlap text DEFAULT NULL,
     priority int DEFAULT NULL,
-    command_type text DEFAULT NULL
+    command_type text DEFAULT NULL,
+    log_runs text DEFAULT NULL,
+    history_max_age interval DEFAULT NULL,
+    history_max_per_task int DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) $$;
+AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) $$;

@@ -1,7 +1,8 @@
 //! mtask's settings. Everything the worker reads at run time goes through here.
 
 use crate::lifecycle::Catchup;
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use crate::retention::LogRuns;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::CString;
 use std::time::Duration;
 
@@ -13,7 +14,20 @@ pub static MISSED_GRACE_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static MAX_CATCHUP: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static LOG_RUNS: GucSetting<LogRunsSetting> = GucSetting::<LogRunsSetting>::new(LogRunsSetting::All);
+pub static HISTORY_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
+pub static HISTORY_MAX_PER_TASK: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static PROGRAM_OUTPUT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogRunsSetting {
+    #[name = c"all"]
+    All,
+    #[name = c"failures"]
+    Failures,
+    #[name = c"none"]
+    None,
+}
 
 /// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
 /// define a server-start setting later, in a backend that loads mtask for
@@ -85,6 +99,34 @@ pub fn init(preloading: bool) {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_enum_guc(
+        c"mtask.log_runs",
+        c"Which runs are recorded in mtask.runs: all, failures or none.",
+        c"A task's own log_runs overrides it. The task's last_* columns say how its last run went either way.",
+        &LOG_RUNS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mtask.history_max_age",
+        c"How long the run history is kept; 0 keeps it for ever.",
+        c"The scheduler deletes older runs in small batches. A task's own history_max_age overrides it.",
+        &HISTORY_MAX_AGE_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"mtask.history_max_per_task",
+        c"How many runs of each task the history keeps; 0 keeps all.",
+        c"The scheduler deletes a task's older runs past this in small batches. A task's own history_max_per_task overrides it.",
+        &HISTORY_MAX_PER_TASK,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"mtask.program_output_limit",
         c"How much of a program task's stdout, and of its stderr, a run record keeps.",
@@ -127,6 +169,19 @@ pub fn catchup() -> Catchup {
 
 pub fn default_timeout_ms() -> i32 {
     DEFAULT_TIMEOUT_MS.get()
+}
+
+pub fn log_runs() -> LogRuns {
+    match LOG_RUNS.get() {
+        LogRunsSetting::All => LogRuns::All,
+        LogRunsSetting::Failures => LogRuns::Failures,
+        LogRunsSetting::None => LogRuns::None,
+    }
+}
+
+/// The history limits: (max age in seconds, max runs per task), 0 for none.
+pub fn history_limits() -> (i32, i32) {
+    (HISTORY_MAX_AGE_S.get(), HISTORY_MAX_PER_TASK.get())
 }
 
 pub fn program_output_limit() -> usize {

@@ -9,6 +9,7 @@ mod api;
 mod executor;
 mod guc;
 pub mod lifecycle;
+pub mod retention;
 pub mod retry;
 mod pg_schedule;
 mod roles;

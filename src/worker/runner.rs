@@ -6,6 +6,7 @@
 use super::store::{self, DueTask};
 use crate::executor::{self, Outcome, RunStatus};
 use crate::lifecycle::{After, Decision, Missed, Overlap, Timing};
+use crate::retention::LogRuns;
 use crate::retry::RetryPolicy;
 use crate::{guc, pg_schedule, shmem};
 use chrono::{DateTime, Utc};
@@ -16,7 +17,7 @@ use std::cell::RefCell;
 use std::ffi::CString;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Packs what a pool worker is told at start into its one argument.
 pub fn argument(slot: usize, generation: u32) -> pg_sys::Datum {
@@ -39,15 +40,29 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     executor::session::pin_worker_search_path();
     shmem::attach(slot);
 
-    let mut worker = Worker { warns: slot == 0, ..Worker::default() };
+    let mut worker = Worker::new(slot == 0);
     // A worker leaves when a new launcher has taken over, or when the pool
     // has shrunk below its slot; it never leaves in the middle of a task.
     while shmem::generation() == generation && slot < guc::max_workers() {
         super::reload_config_if_requested();
-        let sleep = if guc::enabled() { step(&mut worker) } else { guc::naptime() };
+        let runs_before = worker.runs_since_vacuum;
+        let mut sleep = if guc::enabled() { step(&mut worker) } else { guc::naptime() };
+        shmem::add_runs(worker.runs_since_vacuum.saturating_sub(runs_before));
         if worker.runs_since_vacuum >= VACUUM_EVERY {
-            vacuum_tasks();
+            vacuum("mtask.tasks");
             worker.runs_since_vacuum = 0;
+        }
+        if worker.leads && guc::enabled() {
+            // New runs, by any worker, may have pushed a history past its limit.
+            let runs = shmem::runs();
+            if runs != worker.runs_at_purge {
+                worker.next_purge = worker.next_purge.min(Instant::now() + PURGE_AGAIN);
+                worker.runs_at_purge = runs;
+            }
+            if Instant::now() >= worker.next_purge {
+                purge(&mut worker);
+            }
+            sleep = sleep.min(worker.next_purge.saturating_duration_since(Instant::now()));
         }
         if !sleep.is_zero() {
             super::wait(sleep);
@@ -72,10 +87,63 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
 /// SKIP_LOCKED lets a worker pass when another is already at it.
 const VACUUM_EVERY: usize = 10_000;
 
-fn vacuum_tasks() {
-    let outcome = executor::top_level::run("VACUUM (SKIP_LOCKED) mtask.tasks", unsafe { pg_sys::GetUserId() }, None);
+fn vacuum(table: &str) {
+    let command = format!("VACUUM (SKIP_LOCKED) {table}");
+    let outcome = executor::top_level::run(&command, unsafe { pg_sys::GetUserId() }, None);
     if let Some(message) = outcome.message {
-        log!("mtask: could not vacuum mtask.tasks: {message}");
+        log!("mtask: could not vacuum {table}: {message}");
+    }
+}
+
+/// How soon the next purge round comes: soon while rounds find work, else
+/// after a pause, so that an idle scheduler wakes for it rarely.
+const PURGE_AGAIN: Duration = Duration::from_secs(1);
+const PURGE_IDLE: Duration = Duration::from_secs(60);
+
+/// One round of the history purge, in a transaction of its own, between
+/// tasks. It deletes only finished runs, which nothing else locks, and
+/// reads the tasks without locking them, so it delays no task. Runs of the
+/// pool's first worker only: one purger is enough.
+fn purge(worker: &mut Worker) {
+    let (max_age_s, max_per_task) = guc::history_limits();
+    let cursor = worker.purge_cursor;
+    let result = in_transaction(|| {
+        if !worker.ready() {
+            return None;
+        }
+        Some(Spi::connect_mut(|client| store::purge(client, cursor, max_per_task, max_age_s)))
+    });
+    let busy = match result {
+        Ok(Some(Ok(purged))) => {
+            worker.purge_cursor = purged.last_task.unwrap_or(0);
+            worker.purged_since_vacuum += purged.deleted.max(0) as usize;
+            worker.purged_this_sweep += purged.deleted.max(0) as usize;
+            // Rounds follow each other while a sweep over all tasks lasts,
+            // and the next sweep follows at once if this one found work.
+            let sweep_over = purged.last_task.is_none() || purged.tasks < store::PURGE_TASKS;
+            let busy = !sweep_over || worker.purged_this_sweep > 0;
+            if sweep_over {
+                worker.purge_cursor = 0;
+                worker.purged_this_sweep = 0;
+            }
+            busy
+        }
+        Ok(None) => false,
+        Ok(Some(Err(e))) => {
+            warning!("mtask: could not purge the run history: {e}");
+            false
+        }
+        Err((_, why)) => {
+            warning!("mtask: could not purge the run history: {why}");
+            false
+        }
+    };
+    worker.next_purge = Instant::now() + if busy { PURGE_AGAIN } else { PURGE_IDLE };
+    // Deleted rows leave space that only VACUUM makes reusable; without it
+    // the history's table would keep growing while its row count does not.
+    if worker.purged_since_vacuum >= VACUUM_EVERY {
+        vacuum("mtask.runs");
+        worker.purged_since_vacuum = 0;
     }
 }
 
@@ -106,21 +174,46 @@ fn now() -> TimestampWithTimeZone {
 /// A pool worker's state between steps: whether the database holds the
 /// schema this library was built for (looked up once per wake-up rather than
 /// once per task), and its counters.
-#[derive(Default)]
 struct Worker {
     checked: bool,
     ready: bool,
     /// The mismatched version already warned about, so it is said once.
     warned: Option<String>,
-    /// Whether this worker is the one that warns, so the pool says it once.
-    warns: bool,
+    /// Whether this is the pool's first worker, which alone warns (so the
+    /// pool says it once) and purges the history.
+    leads: bool,
     /// Steps left to run one task per transaction, after a batch failed.
     single_steps: usize,
     /// Tasks this worker has run since it last vacuumed the tasks table.
     runs_since_vacuum: usize,
+    /// The purge: where its next round starts (a task id), when it is due,
+    /// and the runs deleted since it last vacuumed the runs table and in
+    /// the current sweep over all tasks.
+    purge_cursor: i64,
+    next_purge: Instant,
+    purged_since_vacuum: usize,
+    purged_this_sweep: usize,
+    /// shmem::runs() when the purge last looked.
+    runs_at_purge: u64,
 }
 
 impl Worker {
+    fn new(leads: bool) -> Worker {
+        Worker {
+            checked: false,
+            ready: false,
+            warned: None,
+            leads,
+            single_steps: 0,
+            runs_since_vacuum: 0,
+            purge_cursor: 0,
+            next_purge: Instant::now(),
+            purged_since_vacuum: 0,
+            purged_this_sweep: 0,
+            runs_at_purge: 0,
+        }
+    }
+
     fn ready(&mut self) -> bool {
         if self.checked {
             return self.ready;
@@ -130,7 +223,7 @@ impl Worker {
         let built = env!("CARGO_PKG_VERSION");
         self.checked = true;
         self.ready = installed.as_deref() == Some(built);
-        if let Some(v) = installed.filter(|v| self.warns && v != built && self.warned.as_ref() != Some(v)) {
+        if let Some(v) = installed.filter(|v| self.leads && v != built && self.warned.as_ref() != Some(v)) {
             pg_schedule::report(
                 pgrx::PgLogLevel::WARNING,
                 pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -294,12 +387,14 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
     let started = now();
     let slot = match timing.before_run(due, pg_schedule::instant_or_raise("now", started), guc::catchup()) {
         Decision::Pass { skipped, status, next } => {
-            store::record_skipped(client, task.id, &skipped).unwrap_or_else(|e| error!("{e}"));
+            if log_runs(&task).records("skipped") {
+                store::record_skipped(client, task.id, &skipped).unwrap_or_else(|e| error!("{e}"));
+            }
             store::pass(client, task.id, status, next.map(pg_schedule::to_pg)).unwrap_or_else(|e| error!("{e}"));
             return Taken::Done;
         }
         Decision::Run { slot, skipped } => {
-            if let Some(skipped) = skipped {
+            if let Some(skipped) = skipped.filter(|_| log_runs(&task).records("skipped")) {
                 store::record_skipped(client, task.id, &skipped).unwrap_or_else(|e| error!("{e}"));
             }
             slot
@@ -388,6 +483,11 @@ fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: &Outcome) {
 }
 
 fn record(client: &mut SpiClient<'_>, run: &Claimed, outcome: &Outcome, after: &After, pause_reason: Option<&str>) {
-    store::record(client, &run.task, run.run_id, run.slot, run.started, outcome, after, pause_reason)
+    let logged = log_runs(&run.task).records(outcome.status.as_str());
+    store::record(client, &run.task, run.run_id, run.slot, run.started, outcome, after, pause_reason, logged)
         .unwrap_or_else(|e| error!("{e}"));
+}
+
+fn log_runs(task: &DueTask) -> LogRuns {
+    task.log_runs.as_deref().and_then(LogRuns::from_sql).unwrap_or_else(guc::log_runs)
 }

@@ -68,6 +68,8 @@ pub struct DueTask {
     pub transactional: bool,
     pub overlap: String,
     pub command_type: String,
+    /// The task's own log_runs; NULL: mtask.log_runs.
+    pub log_runs: Option<String>,
 }
 
 /// The partial index tasks_due_idx (next_run_at, priority DESC, id) WHERE
@@ -82,7 +84,7 @@ const CLAIM: &str = "
            (extract(epoch FROM retry_delay) * 1000000)::bigint,
            (extract(epoch FROM retry_max_delay) * 1000000)::bigint,
            max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional, overlap,
-           command_type
+           command_type, log_runs
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now() AND (transactional OR $1)
     ORDER BY next_run_at, priority DESC, id
@@ -90,8 +92,10 @@ const CLAIM: &str = "
     FOR UPDATE SKIP LOCKED";
 
 // How a run ends: its run row (inserted, or for a non-transactional run
-// updated from 'running') and the task's new state, in one statement. A task
-// whose command deleted it (say, by unscheduling itself) gets no run row.
+// updated from 'running') and the task's new state, in one statement. $19
+// says whether the task's log_runs keeps this run: if not, no row is
+// inserted, and a 'running' row is deleted. A task whose command deleted it
+// (say, by unscheduling itself) gets no run row.
 macro_rules! record_task {
     () => {
         "UPDATE mtask.tasks SET
@@ -114,19 +118,21 @@ const RECORD_NEW_RUN: &str = concat!(
         INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status, sqlstate, message, rows,
                                 exit_code, stdout, stderr)
         SELECT $1, $9, $10, $2, clock_timestamp(), $3, $4, $5, $6, $16, $17, $18
-        WHERE EXISTS (SELECT 1 FROM mtask.tasks WHERE id = $1)) ",
+        WHERE $19 AND EXISTS (SELECT 1 FROM mtask.tasks WHERE id = $1)) ",
     record_task!()
 );
 const RECORD_RUNNING_RUN: &str = concat!(
     "WITH run AS (
         UPDATE mtask.runs SET finished_at = clock_timestamp(), status = $3, sqlstate = $4, message = $5, rows = $6,
                               exit_code = $16, stdout = $17, stderr = $18
-        WHERE id = $14) ",
+        WHERE id = $14 AND $19
+    ), unlogged AS (
+        DELETE FROM mtask.runs WHERE id = $14 AND NOT $19) ",
     record_task!()
 );
 const RECORD_TYPES: &[Type] = &[
     INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
-    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, Type::BOOLOID,
 ];
 
 /// A non-transactional run, committed before it starts.
@@ -197,6 +203,7 @@ pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<Due
         transactional: row.get(21)?.ok_or_else(missing)?,
         overlap: row.get(22)?.ok_or_else(missing)?,
         command_type: row.get(23)?.ok_or_else(missing)?,
+        log_runs: row.get(24)?,
     }))
 }
 
@@ -209,9 +216,10 @@ pub fn record(
     outcome: &Outcome,
     after: &After,
     pause_reason: Option<&str>,
+    logged: bool,
 ) -> SpiResult<()> {
     let program = outcome.program.as_ref();
-    let args: [DatumWithOid; 18] = [
+    let args: [DatumWithOid; 19] = [
         task.id.into(),
         started_at.into(),
         outcome.status.as_str().into(),
@@ -230,6 +238,7 @@ pub fn record(
         program.and_then(|p| p.exit_code).into(),
         program.map(|p| p.stdout.as_str()).into(),
         program.map(|p| p.stderr.as_str()).into(),
+        logged.into(),
     ];
     let sql = if run_id.is_some() { RECORD_RUNNING_RUN } else { RECORD_NEW_RUN };
     execute(client, sql, RECORD_TYPES, None, &args)?;
@@ -280,6 +289,60 @@ pub fn pass(
     let args: [DatumWithOid; 3] = [task_id.into(), status.into(), next_run_at.into()];
     client.update("UPDATE mtask.tasks SET status = $2, next_run_at = $3 WHERE id = $1", None, &args)?;
     Ok(())
+}
+
+/// Tasks whose history one purge round looks at, and the most runs it
+/// deletes: small enough that a round is a short transaction.
+pub const PURGE_TASKS: i64 = 50;
+const PURGE_ROWS: i64 = 10_000;
+
+/// One purge round over the next PURGE_TASKS tasks after `after` (by id):
+/// deletes their runs past history_max_per_task and older than
+/// history_max_age, never a 'running' one. Each task's runs are read through
+/// runs_task_id_idx, newest first for the count and oldest first for the
+/// age, so the cost is bounded by the history kept, not by the table.
+const PURGE: &str = "
+    WITH picked AS (
+        SELECT id, coalesce(history_max_per_task, $2) AS keep,
+               coalesce(history_max_age, make_interval(secs => $3)) AS max_age
+        FROM mtask.tasks WHERE id > $1 ORDER BY id LIMIT $4
+    ), doomed AS (
+        SELECT r.id FROM picked p CROSS JOIN LATERAL (
+            SELECT id FROM mtask.runs
+            WHERE task_id = p.id AND status <> 'running' AND p.keep > 0
+            ORDER BY id DESC OFFSET p.keep) r
+        UNION
+        SELECT r.id FROM picked p CROSS JOIN LATERAL (
+            SELECT id FROM mtask.runs
+            WHERE task_id = p.id AND status <> 'running' AND p.max_age > interval '0'
+              AND started_at < now() - p.max_age
+            ORDER BY id) r
+        LIMIT $5
+    ), gone AS (
+        DELETE FROM mtask.runs WHERE id IN (SELECT id FROM doomed) RETURNING 1
+    )
+    SELECT (SELECT max(id) FROM picked), (SELECT count(*) FROM picked), (SELECT count(*) FROM gone)";
+
+/// What a purge round did.
+pub struct Purged {
+    /// The last task it looked at; None when there were no tasks after the
+    /// cursor, so the next round starts again from the first.
+    pub last_task: Option<i64>,
+    pub tasks: i64,
+    pub deleted: i64,
+}
+
+pub fn purge(client: &mut SpiClient<'_>, after: i64, max_per_task: i32, max_age_s: i32) -> SpiResult<Purged> {
+    let args: [DatumWithOid; 5] =
+        [after.into(), max_per_task.into(), max_age_s.into(), PURGE_TASKS.into(), PURGE_ROWS.into()];
+    let types = [INT8OID, INT4OID, INT4OID, INT8OID, INT8OID];
+    let table = execute(client, PURGE, &types, Some(1), &args)?;
+    let row = table.first();
+    Ok(Purged {
+        last_task: row.get(1)?,
+        tasks: row.get(2)?.unwrap_or(0),
+        deleted: row.get(3)?.unwrap_or(0),
+    })
 }
 
 pub fn next_due(client: &mut SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
