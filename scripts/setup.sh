@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing mtask needs, and only what is missing:
-# Debian's PostgreSQL 15 server and headers, clang for bindgen, cargo-pgrx,
-# and any Debian packages named in $EXTRA_PACKAGES (the benchmark's pg_cron).
+# Debian's PostgreSQL 15 server and headers, clang for bindgen, psycopg2 (the
+# tests run the example in examples/), cargo-pgrx, and any Debian packages
+# named in $EXTRA_PACKAGES (the benchmark's pg_cron).
 set -euo pipefail
 
 PGRX_VERSION=0.18.0
@@ -10,7 +11,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
 missing=()
-for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang ${EXTRA_PACKAGES:-}; do
+for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang python3-psycopg2 ${EXTRA_PACKAGES:-}; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

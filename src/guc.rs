@@ -17,6 +17,7 @@ pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static LOG_RUNS: GucSetting<LogRunsSetting> = GucSetting::<LogRunsSetting>::new(LogRunsSetting::All);
 pub static HISTORY_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 pub static HISTORY_MAX_PER_TASK: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static DELIVER_LATE_S: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 pub static PROGRAM_OUTPUT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -126,6 +127,16 @@ pub fn init(preloading: bool) {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mtask.deliver_late",
+        c"How old an event that found no listener may be and still go to a listener that comes later; 0: never.",
+        c"mtask.listen() delivers such events to the new listener; older ones stay unhandled until purged.",
+        &DELIVER_LATE_S,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"mtask.program_output_limit",

@@ -118,6 +118,18 @@ impl Timer {
     }
 }
 
+/// `SELECT pg_notify(channel, payload)`, with both quoted by Postgres'
+/// own quote_literal, so that no channel or payload can break out.
+pub fn notify_command(channel: &str, payload: &str) -> String {
+    let quote = |text: &str| {
+        // Text cannot hold a zero byte; cut there, as Postgres' own input would refuse it.
+        let text = std::ffi::CString::new(text.split('\0').next().unwrap_or("")).expect("no zero byte");
+        let quoted = unsafe { CStr::from_ptr(pg_sys::quote_literal_cstr(text.as_ptr())) };
+        quoted.to_string_lossy().into_owned()
+    };
+    format!("SELECT pg_catalog.pg_notify({}, {})", quote(channel), quote(payload))
+}
+
 /// Runs `command` as `owner` in a subtransaction of the caller's
 /// transaction, cancelled after `timeout_ms` if given.
 pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcome {

@@ -82,15 +82,17 @@ impl Drop for Group {
     }
 }
 
-/// Runs `command`, cancelled (its group killed) after `timeout_ms` if given.
-/// Call outside a transaction: it may take as long as the program does.
-pub fn run(command: &str, timeout_ms: Option<i32>) -> Outcome {
+/// Runs `command` with `stdin` as its standard input (none if None),
+/// cancelled (its group killed) after `timeout_ms` if given. Call outside a
+/// transaction: it may take as long as the program does.
+pub fn run(command: &str, stdin: Option<&str>, timeout_ms: Option<i32>) -> Outcome {
     let words = match split(command) {
         Ok(words) => words,
         Err(why) => return Outcome::failed("22023".into(), why),
     };
     let mut command = Command::new(&words[0]);
-    command.args(&words[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let input = if stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+    command.args(&words[1..]).stdin(input).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     // A worker that dies without unwinding (an immediate shutdown's SIGQUIT,
     // a crash) takes the program with it.
     unsafe {
@@ -104,6 +106,25 @@ pub fn run(command: &str, timeout_ms: Option<i32>) -> Outcome {
         Ok(child) => Group { child, done: false },
         Err(e) => return Outcome::failed("58000".into(), format!("could not run program \"{}\": {e}", words[0])),
     };
+    // The payload is written by a thread of its own, which calls nothing of
+    // Postgres: a program may read it slowly, or not at all, while this one
+    // reads its output. The thread ends when the pipe's other end closes
+    // (EPIPE: backends ignore SIGPIPE), which may be after the program, if a
+    // child it left behind holds the pipe; so nothing waits for it.
+    if let (Some(mut pipe), Some(text)) = (group.child.stdin.take(), stdin) {
+        let bytes = text.as_bytes().to_vec();
+        // Started with every signal blocked, so that the server's signals
+        // (cancel, shutdown) keep going to the backend's own thread.
+        unsafe {
+            let (mut all, mut before) = (std::mem::zeroed(), std::mem::zeroed());
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+            std::thread::spawn(move || {
+                let _ = std::io::Write::write_all(&mut pipe, &bytes);
+            });
+            libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        }
+    }
     let limit = guc::program_output_limit();
     let mut out = Capture { kept: Vec::new(), total: 0, limit };
     let mut err = Capture { kept: Vec::new(), total: 0, limit };

@@ -327,9 +327,9 @@ fn step(worker: &mut Worker) -> Duration {
             let run = claimed.take().expect("claimed before RunOutside");
             report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
             let outcome = if run.task.command_type == "program" {
-                executor::program::run(&run.task.command, Some(run.timeout_ms()))
+                executor::program::run(&run.task.command, run.task.payload.as_deref(), Some(run.timeout_ms()))
             } else {
-                executor::top_level::run(&run.task.command, run.task.owner, Some(run.timeout_ms()))
+                executor::top_level::run(&sql_of(&run.task), run.task.owner, Some(run.timeout_ms()))
             };
             report_activity(pg_sys::BackendState::STATE_IDLE, None);
             // If this fails, the run stays 'running' until recover_orphans
@@ -419,7 +419,7 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
     let held = claimed.borrow();
     let run = held.as_ref().expect("just claimed");
     report_activity(pg_sys::BackendState::STATE_RUNNING, Some(&run.task.command));
-    let outcome = executor::run(client, &run.task.command, run.task.owner, Some(run.timeout_ms()));
+    let outcome = executor::run(client, &sql_of(&run.task), run.task.owner, Some(run.timeout_ms()));
     report_activity(pg_sys::BackendState::STATE_IDLE, None);
     finish(client, run, &outcome);
     Taken::Done
@@ -437,6 +437,16 @@ fn refusal(task: &DueTask) -> Option<(&'static str, String, &'static str)> {
         return Some(("42501", why, "grant it pg_execute_server_program"));
     }
     None
+}
+
+/// The SQL a task runs: its command, or for a notify task the pg_notify()
+/// of its payload on the channel its command names.
+fn sql_of(task: &DueTask) -> std::borrow::Cow<'_, str> {
+    if task.command_type == "notify" {
+        executor::notify_command(&task.command, task.payload.as_deref().unwrap_or("")).into()
+    } else {
+        task.command.as_str().into()
+    }
 }
 
 fn sleep_until(next: Option<TimestampWithTimeZone>) -> Duration {

@@ -70,6 +70,8 @@ pub struct DueTask {
     pub command_type: String,
     /// The task's own log_runs; NULL: mtask.log_runs.
     pub log_runs: Option<String>,
+    /// What a notify task sends and a program task reads on stdin.
+    pub payload: Option<String>,
 }
 
 /// The partial index tasks_due_idx (next_run_at, priority DESC, id) WHERE
@@ -84,7 +86,7 @@ const CLAIM: &str = "
            (extract(epoch FROM retry_delay) * 1000000)::bigint,
            (extract(epoch FROM retry_max_delay) * 1000000)::bigint,
            max_consecutive_failures, attempt, retry_slot, consecutive_failures, transactional, overlap,
-           command_type, log_runs
+           command_type, log_runs, payload::text
     FROM mtask.tasks
     WHERE status = 'scheduled' AND next_run_at <= now() AND (transactional OR $1)
     ORDER BY next_run_at, priority DESC, id
@@ -204,6 +206,7 @@ pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<Due
         overlap: row.get(22)?.ok_or_else(missing)?,
         command_type: row.get(23)?.ok_or_else(missing)?,
         log_runs: row.get(24)?,
+        payload: row.get(25)?,
     }))
 }
 
@@ -323,6 +326,21 @@ const PURGE: &str = "
     )
     SELECT (SELECT max(id) FROM picked), (SELECT count(*) FROM picked), (SELECT count(*) FROM gone)";
 
+/// Events older than mtask.history_max_age whose deliveries have all
+/// ended (or that found no listener) go, and their deliveries and those
+/// deliveries' runs with them, oldest first, a batch at a time.
+const PURGE_EVENTS: &str = "
+    WITH doomed AS (
+        SELECT e.id FROM mtask.events e
+        WHERE $1 > 0 AND e.run_at < now() - make_interval(secs => $1)
+          AND NOT EXISTS (SELECT 1 FROM mtask.tasks t
+                          WHERE t.event_id = e.id AND t.status IN ('scheduled', 'running', 'paused'))
+        ORDER BY e.id LIMIT $2
+    ), gone AS (
+        DELETE FROM mtask.events WHERE id IN (SELECT id FROM doomed) RETURNING 1
+    )
+    SELECT count(*) FROM gone";
+
 /// What a purge round did.
 pub struct Purged {
     /// The last task it looked at; None when there were no tasks after the
@@ -338,11 +356,10 @@ pub fn purge(client: &mut SpiClient<'_>, after: i64, max_per_task: i32, max_age_
     let types = [INT8OID, INT4OID, INT4OID, INT8OID, INT8OID];
     let table = execute(client, PURGE, &types, Some(1), &args)?;
     let row = table.first();
-    Ok(Purged {
-        last_task: row.get(1)?,
-        tasks: row.get(2)?.unwrap_or(0),
-        deleted: row.get(3)?.unwrap_or(0),
-    })
+    let (last_task, tasks, runs): (Option<i64>, Option<i64>, Option<i64>) = (row.get(1)?, row.get(2)?, row.get(3)?);
+    let args: [DatumWithOid; 2] = [max_age_s.into(), PURGE_ROWS.into()];
+    let events: Option<i64> = execute(client, PURGE_EVENTS, &[INT4OID, INT8OID], Some(1), &args)?.first().get_one()?;
+    Ok(Purged { last_task, tasks: tasks.unwrap_or(0), deleted: runs.unwrap_or(0) + events.unwrap_or(0) })
 }
 
 pub fn next_due(client: &mut SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
