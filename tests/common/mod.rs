@@ -165,6 +165,11 @@ impl Cluster {
         self.start_again();
     }
 
+    /// A libpq connection string for the `postgres` database as `postgres`.
+    pub fn conninfo(&self) -> String {
+        format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
