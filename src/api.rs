@@ -109,14 +109,11 @@ fn check_scheduler() {
         return;
     }
     let here = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_database_name(pg_sys::MyDatabaseId)) };
-    let there = guc::database();
-    if here.to_bytes() != there.as_bytes() {
+    let here = here.to_string_lossy();
+    if let Some(list) = guc::databases().filter(|list| !list.iter().any(|d| *d == here)) {
         warn(
-            &format!(
-                "mtask's scheduler runs tasks in database \"{there}\", not in \"{}\"",
-                here.to_string_lossy()
-            ),
-            "Create tasks in that database, or set mtask.database and restart PostgreSQL.",
+            &format!("mtask.databases does not include \"{here}\", so its tasks will not run"),
+            &format!("Add it to mtask.databases (now '{}') and reload the configuration.", list.join(",")),
         );
     } else if !guc::enabled() {
         warn(

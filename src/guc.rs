@@ -6,7 +6,7 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::CString;
 use std::time::Duration;
 
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
@@ -30,20 +30,15 @@ pub enum LogRunsSetting {
     None,
 }
 
-/// `preloading`: whether the postmaster is loading mtask. Postgres refuses to
-/// define a server-start setting later, in a backend that loads mtask for
-/// CREATE EXTENSION alone, and there it would mean nothing.
-pub fn init(preloading: bool) {
-    if preloading {
-        GucRegistry::define_string_guc(
-            c"mtask.database",
-            c"Database in which mtask's scheduler runs tasks.",
-            c"The scheduler connects to this database at server start; create the extension there.",
-            &DATABASE,
-            GucContext::Postmaster,
-            GucFlags::default(),
-        );
-    }
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"mtask.databases",
+        c"The databases in which mtask runs tasks, comma-separated; empty: every database where it is installed.",
+        c"The launcher starts workers in each of these that has the extension, and in no other.",
+        &DATABASES,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"mtask.naptime",
         c"Longest time an idle worker sleeps between looks at the task table.",
@@ -160,11 +155,11 @@ pub fn init(preloading: bool) {
     );
 }
 
-pub fn database() -> String {
-    DATABASE
-        .get()
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "postgres".into())
+/// The databases `mtask.databases` names, or None when it names none (all).
+pub fn databases() -> Option<Vec<String>> {
+    let text = DATABASES.get()?.to_string_lossy().into_owned();
+    let names: Vec<String> = text.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    (!names.is_empty()).then_some(names)
 }
 
 pub fn naptime() -> Duration {

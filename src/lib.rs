@@ -14,6 +14,7 @@ pub mod retry;
 mod pg_schedule;
 mod roles;
 mod shmem;
+mod utility;
 pub mod schedule;
 mod worker;
 
@@ -39,8 +40,8 @@ pgrx::extension_sql_file!(
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
-    guc::init(preloading);
-    roles::init();
+    guc::init();
+    utility::init();
     if preloading {
         api::PRELOADED.store(true, Ordering::Relaxed);
         shmem::init();

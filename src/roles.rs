@@ -1,6 +1,7 @@
 //! Tasks follow their owner role through DROP ROLE, REASSIGN OWNED and DROP
 //! OWNED, as the role's tables do. A task's owner is a `regrole` value, which
-//! Postgres does not track as a dependency, so a utility hook does:
+//! Postgres does not track as a dependency, so mtask's utility hook
+//! (`utility.rs`) calls these:
 //!
 //! - `DROP ROLE` of a role that owns tasks in this database is refused, with
 //!   the two ways out in the hint;
@@ -17,56 +18,22 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, pg_sys};
 
-static mut PREVIOUS_HOOK: pg_sys::ProcessUtility_hook_type = None;
+/// Before DROP ROLE: refuses it if a role owns tasks here.
+pub unsafe fn before_drop_role(stmt: *mut pg_sys::DropRoleStmt) {
+    unsafe { refuse_if_owning_tasks((*stmt).roles) };
+}
 
-/// Installs the hook; called in every backend that loads mtask.
-pub fn init() {
+/// After REASSIGN OWNED, which has checked the user's right to it.
+pub unsafe fn after_reassign_owned(stmt: *mut pg_sys::ReassignOwnedStmt) {
     unsafe {
-        PREVIOUS_HOOK = pg_sys::ProcessUtility_hook;
-        pg_sys::ProcessUtility_hook = Some(process_utility);
+        let to = pg_sys::get_rolespec_oid((*stmt).newrole, false);
+        in_tasks("UPDATE mtask.tasks SET owner = $2 WHERE owner::oid = ANY ($1)", (*stmt).roles, Some(to));
     }
 }
 
-#[pg_guard]
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C-unwind" fn process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    unsafe {
-        let stmt = (*pstmt).utilityStmt;
-        let tag = (*stmt).type_;
-        if tag == pg_sys::NodeTag::T_DropRoleStmt {
-            refuse_if_owning_tasks((*stmt.cast::<pg_sys::DropRoleStmt>()).roles);
-        }
-        match PREVIOUS_HOOK {
-            Some(hook) => hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
-            None => pg_sys::standard_ProcessUtility(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-        }
-        // After the command itself, which has checked the user's right to it.
-        if tag == pg_sys::NodeTag::T_ReassignOwnedStmt {
-            let reassign = stmt.cast::<pg_sys::ReassignOwnedStmt>();
-            let to = pg_sys::get_rolespec_oid((*reassign).newrole, false);
-            in_tasks("UPDATE mtask.tasks SET owner = $2 WHERE owner::oid = ANY ($1)", (*reassign).roles, Some(to));
-        } else if tag == pg_sys::NodeTag::T_DropOwnedStmt {
-            in_tasks("DELETE FROM mtask.tasks WHERE owner::oid = ANY ($1)", (*stmt.cast::<pg_sys::DropOwnedStmt>()).roles, None);
-        }
-    }
+/// After DROP OWNED, which has checked the user's right to it.
+pub unsafe fn after_drop_owned(stmt: *mut pg_sys::DropOwnedStmt) {
+    unsafe { in_tasks("DELETE FROM mtask.tasks WHERE owner::oid = ANY ($1)", (*stmt).roles, None) };
 }
 
 /// The OIDs of a statement's list of roles, leaving out those that do not

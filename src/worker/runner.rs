@@ -35,26 +35,36 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     let (slot, generation) = ((packed & 0xffff) as usize, (packed >> 16) as u32);
     super::set_up_signals();
     IN_POOL.store(true, Ordering::Relaxed);
-    let database = guc::database();
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    let database = shmem::slot_database(slot);
+    if database == pg_sys::InvalidOid || shmem::generation() != generation {
+        return;
+    }
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
     executor::session::pin_worker_search_path();
     shmem::attach(slot);
 
-    let mut worker = Worker::new(slot == 0);
-    // A worker leaves when a new launcher has taken over, or when the pool
-    // has shrunk below its slot; it never leaves in the middle of a task.
-    while shmem::generation() == generation && slot < guc::max_workers() {
+    let mut worker = Worker::new(slot);
+    // Sent to see whether mtask is here: say so at once, even when disabled.
+    let _ = in_transaction(|| worker.ready());
+    // A worker leaves when mtask is not (or no longer) installed here, when
+    // a new launcher has taken over, or when the launcher has given its
+    // slot away; it never leaves in the middle of a task.
+    while shmem::slot_found(slot) != shmem::ABSENT
+        && shmem::generation() == generation
+        && shmem::slot_database(slot) == database
+    {
         super::reload_config_if_requested();
+        worker.leads = shmem::leads(slot);
         let runs_before = worker.runs_since_vacuum;
         let mut sleep = if guc::enabled() { step(&mut worker) } else { guc::naptime() };
-        shmem::add_runs(worker.runs_since_vacuum.saturating_sub(runs_before));
+        shmem::add_runs(slot, worker.runs_since_vacuum.saturating_sub(runs_before));
         if worker.runs_since_vacuum >= VACUUM_EVERY {
             vacuum("mtask.tasks");
             worker.runs_since_vacuum = 0;
         }
         if worker.leads && guc::enabled() {
-            // New runs, by any worker, may have pushed a history past its limit.
-            let runs = shmem::runs();
+            // New runs, by any worker here, may have pushed a history past its limit.
+            let runs = shmem::runs(database);
             if runs != worker.runs_at_purge {
                 worker.next_purge = worker.next_purge.min(Instant::now() + PURGE_AGAIN);
                 worker.runs_at_purge = runs;
@@ -175,12 +185,14 @@ fn now() -> TimestampWithTimeZone {
 /// schema this library was built for (looked up once per wake-up rather than
 /// once per task), and its counters.
 struct Worker {
+    /// Its pool slot.
+    slot: usize,
     checked: bool,
     ready: bool,
     /// The mismatched version already warned about, so it is said once.
     warned: Option<String>,
-    /// Whether this is the pool's first worker, which alone warns (so the
-    /// pool says it once) and purges the history.
+    /// Whether this is the first worker of its database's pool, which alone
+    /// warns (so the pool says it once) and purges the history.
     leads: bool,
     /// Steps left to run one task per transaction, after a batch failed.
     single_steps: usize,
@@ -198,12 +210,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(leads: bool) -> Worker {
+    fn new(slot: usize) -> Worker {
         Worker {
+            slot,
             checked: false,
             ready: false,
             warned: None,
-            leads,
+            leads: shmem::leads(slot),
             single_steps: 0,
             runs_since_vacuum: 0,
             purge_cursor: 0,
@@ -220,6 +233,7 @@ impl Worker {
         }
         const QUERY: &str = "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'mtask')";
         let installed: Option<String> = Spi::get_one(QUERY).unwrap_or_else(|e| error!("{e}"));
+        shmem::found(self.slot, if installed.is_some() { shmem::INSTALLED } else { shmem::ABSENT });
         let built = env!("CARGO_PKG_VERSION");
         self.checked = true;
         self.ready = installed.as_deref() == Some(built);
