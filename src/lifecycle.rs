@@ -413,4 +413,28 @@ mod tests {
         assert_eq!(Missed::from_sql("all"), Some(Missed::All));
         assert_eq!(Missed::from_sql("some"), None);
     }
+
+    /// Clock jumps, as Vixie cron treats a fixed-time job: forward, the job
+    /// whose time was jumped over runs once, at once; back, a job that has
+    /// run does not run again when its time comes round a second time.
+    #[test]
+    fn clock_jumps_neither_repeat_nor_silently_skip_a_fixed_time_run() {
+        let three = |day: i64| at(day * 86_400 + 3 * 3_600);
+        let t = Timing { schedule: Some(Schedule::parse("0 3 * * *", |_| None).unwrap()), ..every_ten(Missed::Once) };
+        // Forward from 02:55 to 03:10: the 03:00 run starts at 03:10, once.
+        let after_jump = three(1) + Duration::minutes(10);
+        assert_eq!(t.before_run(three(1), after_jump, CATCHUP), Decision::Run { slot: three(1), skipped: None });
+        assert_eq!(after(&t, three(1), after_jump, true), ("scheduled", Some(three(2))));
+        // Back from 03:10 to 02:50 while the 03:00 run was going: its next
+        // run is still tomorrow's, which the clock has not reached twice.
+        let ended_after_jump_back = three(1) - Duration::minutes(10);
+        assert_eq!(after(&t, three(1), ended_after_jump_back, true), ("scheduled", Some(three(2))));
+        // A forward jump of hours under missed = 'skip' passes the slot
+        // over, and says so with a skipped run.
+        let t = Timing { missed: Missed::Skip, ..t };
+        let Decision::Pass { skipped, next, .. } = t.before_run(three(1), three(1) + Duration::hours(2), CATCHUP) else {
+            panic!("a slot two hours late is missed under 'skip'");
+        };
+        assert_eq!((skipped.from, next), (three(1), Some(three(2))));
+    }
 }
