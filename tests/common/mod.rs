@@ -114,14 +114,42 @@ impl Cluster {
 
     /// A running cluster with exactly `conf` added to its postgresql.conf.
     pub fn start_with(conf: &str) -> Cluster {
-        let n = NEXT_ID.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("mtask-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Self::new_dir();
         check(
             "copy template",
             Command::new("cp").arg("-a").arg(template()).arg(dir.join("data")).output().unwrap(),
         );
+        Self::configure_and_start(dir, conf)
+    }
+
+    /// A hot standby of `primary`, made with `pg_basebackup -R` and
+    /// streaming from it, with `conf` added.
+    pub fn standby_of(primary: &Cluster, conf: &str) -> Cluster {
+        let dir = Self::new_dir();
+        hand_to_postgres(&dir);
+        check(
+            "pg_basebackup",
+            pg_command("pg_basebackup")
+                .args(["-h", &primary.dir.display().to_string(), "-p", &primary.port.to_string()])
+                .args(["-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-D"])
+                .arg(dir.join("data"))
+                .output()
+                .unwrap(),
+        );
+        Self::configure_and_start(dir, conf)
+    }
+
+    fn new_dir() -> PathBuf {
+        let n = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("mtask-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Gives the cluster in `dir` its own port and socket directory (later
+    /// lines of postgresql.conf win over a copied primary's) and starts it.
+    fn configure_and_start(dir: PathBuf, conf: &str) -> Cluster {
         let port = free_port();
         let settings = format!(
             "\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
