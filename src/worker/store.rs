@@ -299,16 +299,20 @@ pub fn pass(
 pub const PURGE_TASKS: i64 = 50;
 const PURGE_ROWS: i64 = 10_000;
 
-/// One purge round over the next PURGE_TASKS tasks after `after` (by id):
-/// deletes their runs past history_max_per_task and older than
-/// history_max_age, never a 'running' one. Each task's runs are read through
+/// One purge round over the next PURGE_TASKS tasks after `after` (by id)
+/// that have runs at all (so that an idle sweep over many tasks that have
+/// not run yet costs one probe each): deletes their runs past
+/// history_max_per_task and older than history_max_age, never a 'running'
+/// one. Each task's runs are read through
 /// runs_task_id_idx, newest first for the count and oldest first for the
 /// age, so the cost is bounded by the history kept, not by the table.
 const PURGE: &str = "
     WITH picked AS (
         SELECT id, coalesce(history_max_per_task, $2) AS keep,
                coalesce(history_max_age, make_interval(secs => $3)) AS max_age
-        FROM mtask.tasks WHERE id > $1 ORDER BY id LIMIT $4
+        FROM mtask.tasks t
+        WHERE id > $1 AND EXISTS (SELECT 1 FROM mtask.runs r WHERE r.task_id = t.id)
+        ORDER BY id LIMIT $4
     ), doomed AS (
         SELECT r.id FROM picked p CROSS JOIN LATERAL (
             SELECT id FROM mtask.runs
