@@ -7,7 +7,7 @@
 //! databases that have mtask, at least one each, restarting a worker (at
 //! most once a second per slot) when it exits. It looks again at a database
 //! without mtask when CREATE EXTENSION asks it to, and at the list of
-//! databases when a worker exits and every few seconds.
+//! databases when a worker exits, on a reload, and every minute.
 
 use super::runner;
 use crate::{guc, pg_schedule, shmem};
@@ -18,8 +18,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const RESTART_DELAY: Duration = Duration::from_secs(1);
-/// How often the launcher reads the list of databases when nothing asks it to.
-const RESCAN: Duration = Duration::from_secs(10);
+/// How often the launcher reads the list of databases when nothing asks it
+/// to: CREATE EXTENSION, DROP DATABASE, a worker's exit and a reload of
+/// mtask.databases all make it read the list at once.
+const RESCAN: Duration = Duration::from_secs(60);
 
 struct Slot {
     worker: Option<DynamicBackgroundWorker>,
@@ -69,7 +71,7 @@ pub extern "C-unwind" fn mtask_launcher_main(_arg: pg_sys::Datum) {
     let mut short_of_processes = false;
     let (mut looked_again, mut scanned) = (shmem::look_again_requests(), None::<Instant>);
     loop {
-        super::reload_config_if_requested();
+        let reloaded = super::reload_config_if_requested();
         // What the workers that ended found.
         let mut ended = false;
         for (n, slot) in slots.iter_mut().enumerate() {
@@ -92,7 +94,7 @@ pub extern "C-unwind" fn mtask_launcher_main(_arg: pg_sys::Datum) {
             looked_again = requests;
             databases.values_mut().filter(|k| **k == Known::Absent).for_each(|k| *k = Known::Unknown);
         }
-        if ended || asked || scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
+        if ended || asked || reloaded || scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
             let present = list_databases();
             databases.retain(|oid, _| present.contains(oid) && !shmem::dropping(*oid));
             for oid in present.iter().filter(|oid| !shmem::dropping(**oid)) {

@@ -43,12 +43,15 @@ fn set_up_signals() {
     }
 }
 
-fn reload_config_if_requested() {
+/// Reloads the configuration if a SIGHUP asked for it; says whether it did.
+fn reload_config_if_requested() -> bool {
     unsafe {
-        if pg_sys::ConfigReloadPending != 0 {
-            pg_sys::ConfigReloadPending = 0;
-            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        if pg_sys::ConfigReloadPending == 0 {
+            return false;
         }
+        pg_sys::ConfigReloadPending = 0;
+        pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        true
     }
 }
 

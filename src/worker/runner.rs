@@ -108,7 +108,7 @@ fn vacuum(table: &str) {
 /// How soon the next purge round comes: soon while rounds find work, else
 /// after a pause, so that an idle scheduler wakes for it rarely.
 const PURGE_AGAIN: Duration = Duration::from_secs(1);
-const PURGE_IDLE: Duration = Duration::from_secs(60);
+const PURGE_IDLE: Duration = Duration::from_secs(300);
 
 /// One round of the history purge, in a transaction of its own, between
 /// tasks. It deletes only finished runs, which nothing else locks, and
@@ -125,15 +125,14 @@ fn purge(worker: &mut Worker) {
     });
     let busy = match result {
         Ok(Some(Ok(purged))) => {
-            worker.purge_cursor = purged.last_task.unwrap_or(0);
+            worker.purge_cursor = purged.next.unwrap_or(0);
             worker.purged_since_vacuum += purged.deleted.max(0) as usize;
             worker.purged_this_sweep += purged.deleted.max(0) as usize;
             // Rounds follow each other while a sweep over all tasks lasts,
             // and the next sweep follows at once if this one found work.
-            let sweep_over = purged.last_task.is_none() || purged.tasks < store::PURGE_TASKS;
+            let sweep_over = purged.next.is_none();
             let busy = !sweep_over || worker.purged_this_sweep > 0;
             if sweep_over {
-                worker.purge_cursor = 0;
                 worker.purged_this_sweep = 0;
             }
             busy

@@ -294,25 +294,29 @@ pub fn pass(
     Ok(())
 }
 
-/// Tasks whose history one purge round looks at, and the most runs it
-/// deletes: small enough that a round is a short transaction.
-pub const PURGE_TASKS: i64 = 50;
+/// How many tasks one purge round examines, how many of those with runs it
+/// purges, and the most runs it deletes: enough that a sweep over a million
+/// tasks that have not run takes a hundred cheap rounds, few enough that a
+/// round is a short transaction.
+const PURGE_EXAMINE: i64 = 10_000;
+const PURGE_TASKS: i64 = 50;
 const PURGE_ROWS: i64 = 10_000;
 
-/// One purge round over the next PURGE_TASKS tasks after `after` (by id)
-/// that have runs at all (so that an idle sweep over many tasks that have
-/// not run yet costs one probe each): deletes their runs past
-/// history_max_per_task and older than history_max_age, never a 'running'
-/// one. Each task's runs are read through
-/// runs_task_id_idx, newest first for the count and oldest first for the
-/// age, so the cost is bounded by the history kept, not by the table.
+/// One purge round from the task after `after` (by id): of the next
+/// PURGE_EXAMINE tasks, the first PURGE_TASKS that have run have their runs
+/// past history_max_per_task and older than history_max_age deleted, never
+/// a 'running' one. Each task's runs are read through runs_task_id_idx,
+/// newest first for the count and oldest first for the age, so the cost is
+/// bounded by the history kept, not by the table. Returns where the next
+/// round starts (NULL: the sweep is over) and how many runs went.
 const PURGE: &str = "
-    WITH picked AS (
+    WITH examined AS (
+        SELECT id, run_count, history_max_per_task, history_max_age
+        FROM mtask.tasks WHERE id > $1 ORDER BY id LIMIT $6
+    ), picked AS (
         SELECT id, coalesce(history_max_per_task, $2) AS keep,
                coalesce(history_max_age, make_interval(secs => $3)) AS max_age
-        FROM mtask.tasks t
-        WHERE id > $1 AND EXISTS (SELECT 1 FROM mtask.runs r WHERE r.task_id = t.id)
-        ORDER BY id LIMIT $4
+        FROM examined WHERE run_count > 0 ORDER BY id LIMIT $4
     ), doomed AS (
         SELECT r.id FROM picked p CROSS JOIN LATERAL (
             SELECT id FROM mtask.runs
@@ -328,7 +332,9 @@ const PURGE: &str = "
     ), gone AS (
         DELETE FROM mtask.runs WHERE id IN (SELECT id FROM doomed) RETURNING 1
     )
-    SELECT (SELECT max(id) FROM picked), (SELECT count(*) FROM picked), (SELECT count(*) FROM gone)";
+    SELECT CASE WHEN (SELECT count(*) FROM picked) = $4 THEN (SELECT max(id) FROM picked)
+                WHEN (SELECT count(*) FROM examined) = $6 THEN (SELECT max(id) FROM examined) END,
+           (SELECT count(*) FROM gone)";
 
 /// Events older than mtask.history_max_age whose deliveries have all
 /// ended (or that found no listener) go, and their deliveries and those
@@ -347,23 +353,28 @@ const PURGE_EVENTS: &str = "
 
 /// What a purge round did.
 pub struct Purged {
-    /// The last task it looked at; None when there were no tasks after the
-    /// cursor, so the next round starts again from the first.
-    pub last_task: Option<i64>,
-    pub tasks: i64,
+    /// Where the next round starts; None when this one ended a sweep over
+    /// all tasks, so the next starts again from the first.
+    pub next: Option<i64>,
     pub deleted: i64,
 }
 
 pub fn purge(client: &mut SpiClient<'_>, after: i64, max_per_task: i32, max_age_s: i32) -> SpiResult<Purged> {
-    let args: [DatumWithOid; 5] =
-        [after.into(), max_per_task.into(), max_age_s.into(), PURGE_TASKS.into(), PURGE_ROWS.into()];
-    let types = [INT8OID, INT4OID, INT4OID, INT8OID, INT8OID];
+    let args: [DatumWithOid; 6] = [
+        after.into(),
+        max_per_task.into(),
+        max_age_s.into(),
+        PURGE_TASKS.into(),
+        PURGE_ROWS.into(),
+        PURGE_EXAMINE.into(),
+    ];
+    let types = [INT8OID, INT4OID, INT4OID, INT8OID, INT8OID, INT8OID];
     let table = execute(client, PURGE, &types, Some(1), &args)?;
     let row = table.first();
-    let (last_task, tasks, runs): (Option<i64>, Option<i64>, Option<i64>) = (row.get(1)?, row.get(2)?, row.get(3)?);
+    let (next, runs): (Option<i64>, Option<i64>) = (row.get(1)?, row.get(2)?);
     let args: [DatumWithOid; 2] = [max_age_s.into(), PURGE_ROWS.into()];
     let events: Option<i64> = execute(client, PURGE_EVENTS, &[INT4OID, INT8OID], Some(1), &args)?.first().get_one()?;
-    Ok(Purged { last_task, tasks: tasks.unwrap_or(0), deleted: runs.unwrap_or(0) + events.unwrap_or(0) })
+    Ok(Purged { next, deleted: runs.unwrap_or(0) + events.unwrap_or(0) })
 }
 
 pub fn next_due(client: &mut SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
