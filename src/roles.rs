@@ -125,3 +125,17 @@ unsafe fn in_tasks(sql: &str, roles: *mut pg_sys::List, new_owner: Option<pg_sys
         client.update(sql, None, &args).unwrap_or_else(|e| error!("{e}"));
     });
 }
+
+/// Whether `role` still exists: a task whose owner was dropped in another
+/// database's session, where the hook could not see its tasks, must not run.
+pub fn role_exists(role: pg_sys::Oid) -> bool {
+    unsafe {
+        pg_sys::SearchSysCacheExists(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            pg_sys::Datum::from(role),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        )
+    }
+}

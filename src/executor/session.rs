@@ -17,16 +17,14 @@ const TASK_SEARCH_PATH: &std::ffi::CStr = c"\"$user\", public";
 
 /// Pins the worker's own search_path. Call once, after connecting.
 pub fn pin_worker_search_path() {
-    unsafe {
-        // As an override it is also the value RESET ALL returns to, which is
-        // how a non-transactional task's settings are undone.
-        pg_sys::SetConfigOption(
-            c"search_path".as_ptr(),
-            WORKER_SEARCH_PATH.as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_OVERRIDE,
-        );
-    }
+    // As an override it is also the value RESET ALL returns to, which is
+    // how a non-transactional task's settings are undone.
+    set_search_path_as(
+        WORKER_SEARCH_PATH,
+        pg_sys::GucContext::PGC_SUSET,
+        pg_sys::GucSource::PGC_S_OVERRIDE,
+        pg_sys::GucAction::GUC_ACTION_SET,
+    );
 }
 
 /// Gives the task its search_path. `save`: undone with the caller's GUC nest
@@ -39,12 +37,21 @@ pub fn enter_task(save: bool) {
 /// Sets search_path for the session (`GUC_ACTION_SET`) or until the current
 /// GUC nest level ends (`GUC_ACTION_SAVE`).
 pub fn set_search_path(path: &std::ffi::CStr, action: pg_sys::GucAction::Type) {
+    set_search_path_as(path, pg_sys::GucContext::PGC_USERSET, pg_sys::GucSource::PGC_S_SESSION, action);
+}
+
+fn set_search_path_as(
+    path: &std::ffi::CStr,
+    context: pg_sys::GucContext::Type,
+    source: pg_sys::GucSource::Type,
+    action: pg_sys::GucAction::Type,
+) {
     unsafe {
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
             path.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
+            context,
+            source,
             action,
             true,
             pg_sys::PGERROR as i32,
@@ -78,17 +85,3 @@ pub fn clean() {
 
 /// The lock method of advisory locks (lock.h).
 const USER_LOCKMETHOD: pg_sys::LOCKMETHODID = 2;
-
-/// Whether `role` still exists: a task whose owner was dropped in another
-/// database's session, where mtask could not see its tasks, must not run.
-pub fn role_exists(role: pg_sys::Oid) -> bool {
-    unsafe {
-        pg_sys::SearchSysCacheExists(
-            pg_sys::SysCacheIdentifier::AUTHOID as i32,
-            pg_sys::Datum::from(role),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-        )
-    }
-}

@@ -441,7 +441,7 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
 /// Why a claimed task must not run, and what would let it: its owner is
 /// gone, or may no longer run programs. Such a task is paused.
 fn refusal(task: &DueTask) -> Option<(&'static str, String, &'static str)> {
-    if !executor::session::role_exists(task.owner) {
+    if !crate::roles::role_exists(task.owner) {
         let why = format!("the task's owner, the role with OID {}, no longer exists", task.owner.to_u32());
         return Some(("42704", why, "give the task an existing owner"));
     }
