@@ -203,8 +203,5 @@ pub fn enabled() -> bool {
 }
 
 pub fn timezone() -> String {
-    TIMEZONE
-        .get()
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "UTC".into())
+    TIMEZONE.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "UTC".into())
 }

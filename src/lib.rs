@@ -9,13 +9,13 @@ mod api;
 mod executor;
 mod guc;
 pub mod lifecycle;
+mod pg_schedule;
 pub mod retention;
 pub mod retry;
-mod pg_schedule;
 mod roles;
+pub mod schedule;
 mod shmem;
 mod utility;
-pub mod schedule;
 mod worker;
 
 use pgrx::prelude::*;
@@ -26,11 +26,7 @@ use std::sync::atomic::Ordering;
 // what `ALTER EXTENSION mtask UPDATE` builds. A script that re-declares a
 // Rust function comes after pgrx's own declaration of it.
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-pgrx::extension_sql_file!(
-    "../sql/mtask--0.1.0--0.2.0.sql",
-    name = "upgrade_0_2_0",
-    requires = [api::wake_at_commit]
-);
+pgrx::extension_sql_file!("../sql/mtask--0.1.0--0.2.0.sql", name = "upgrade_0_2_0", requires = [api::wake_at_commit]);
 pgrx::extension_sql_file!(
     "../sql/mtask--0.2.0--0.3.0.sql",
     name = "upgrade_0_3_0",

@@ -132,8 +132,7 @@ impl Timing {
             }
         };
         if self.missed == Missed::Skip && now - slot > catchup.grace {
-            let following =
-                self.schedule.as_ref().and_then(|s| s.following_run(self.anchor, slot, now, self.tz));
+            let following = self.schedule.as_ref().and_then(|s| s.following_run(self.anchor, slot, now, self.tz));
             let (status, next) = self.settle(following, self.runs);
             return Decision::Pass { skipped: skipped_until_now, status, next };
         }
@@ -264,7 +263,10 @@ mod tests {
         let t = every_ten(Missed::Once);
         // Down from 10 to 65: slots 10..60 missed; one run, for 60.
         let d = t.before_run(at(10), at(65), CATCHUP);
-        assert_eq!(d, Decision::Run { slot: at(60), skipped: Some(Skipped { from: at(10), until: at(60), past_end: false }) });
+        assert_eq!(
+            d,
+            Decision::Run { slot: at(60), skipped: Some(Skipped { from: at(10), until: at(60), past_end: false }) }
+        );
         assert_eq!(after(&t, at(60), at(66), true), ("scheduled", Some(at(70))));
         // A single missed slot, however late, still runs once.
         let t = Timing { schedule: Some(Schedule::parse("0 3 * * *", |_| None).unwrap()), ..t };
@@ -278,16 +280,30 @@ mod tests {
         let t = every_ten(Missed::Skip);
         // Now 65: the latest slot, 60, is 5 s late, within grace: it runs.
         let d = t.before_run(at(10), at(65), CATCHUP);
-        assert_eq!(d, Decision::Run { slot: at(60), skipped: Some(Skipped { from: at(10), until: at(60), past_end: false }) });
+        assert_eq!(
+            d,
+            Decision::Run { slot: at(60), skipped: Some(Skipped { from: at(10), until: at(60), past_end: false }) }
+        );
         // Now 67: 60 is 7 s late; nothing runs, the next slot is 70.
         let d = t.before_run(at(10), at(67), CATCHUP);
         assert_eq!(
             d,
-            Decision::Pass { skipped: Skipped { from: at(10), until: at(67), past_end: false }, status: "scheduled", next: Some(at(70)) }
+            Decision::Pass {
+                skipped: Skipped { from: at(10), until: at(67), past_end: false },
+                status: "scheduled",
+                next: Some(at(70))
+            }
         );
         // A late one-shot task is passed over and ends.
         let d = one_shot(Missed::Skip).before_run(at(10), at(30), CATCHUP);
-        assert_eq!(d, Decision::Pass { skipped: Skipped { from: at(10), until: at(30), past_end: false }, status: "done", next: None });
+        assert_eq!(
+            d,
+            Decision::Pass {
+                skipped: Skipped { from: at(10), until: at(30), past_end: false },
+                status: "done",
+                next: None
+            }
+        );
     }
 
     #[test]
@@ -299,7 +315,10 @@ mod tests {
         assert_eq!(after(&t, at(10), at(36), true), ("scheduled", Some(at(20))));
         // Now 65: six missed, three run: 40, 50, 60; 10..30 are skipped.
         let d = t.before_run(at(10), at(65), CATCHUP);
-        assert_eq!(d, Decision::Run { slot: at(40), skipped: Some(Skipped { from: at(10), until: at(40), past_end: false }) });
+        assert_eq!(
+            d,
+            Decision::Run { slot: at(40), skipped: Some(Skipped { from: at(10), until: at(40), past_end: false }) }
+        );
     }
 
     #[test]
@@ -323,7 +342,14 @@ mod tests {
         assert_eq!(after(&t, at(20), at(21), true), ("done", None));
         // Claimed after the end (the server was down): nothing runs.
         let d = t.before_run(at(20), at(26), CATCHUP);
-        assert_eq!(d, Decision::Pass { skipped: Skipped { from: at(20), until: at(26), past_end: true }, status: "done", next: None });
+        assert_eq!(
+            d,
+            Decision::Pass {
+                skipped: Skipped { from: at(20), until: at(26), past_end: true },
+                status: "done",
+                next: None
+            }
+        );
         // A slot exactly at the end runs.
         let t = Timing { end_at: Some(at(20)), ..t };
         assert_eq!(after(&t, at(10), at(11), true), ("scheduled", Some(at(20))));
@@ -356,7 +382,10 @@ mod tests {
         let t = Timing { retry, ..every_ten(Missed::Once) };
         // Attempt 1 of slot 10 fails at 11: retry at 11 + 5..10 s (jitter 0 → 5 s).
         let a = t.after_run(at(10), at(11), false, 0.0);
-        assert_eq!(a, After { status: "scheduled", next: Some(at(16)), attempt: 2, retry_slot: Some(at(10)), failures: 1 });
+        assert_eq!(
+            a,
+            After { status: "scheduled", next: Some(at(16)), attempt: 2, retry_slot: Some(at(10)), failures: 1 }
+        );
         // The retry runs for slot 10, even though slot 20 is due by then.
         let t2 = Timing { attempt: 2, retry_slot: Some(at(10)), failures: 1, runs: 1, ..t.clone() };
         assert_eq!(t2.before_run(at(16), at(25), CATCHUP), Decision::Run { slot: at(10), skipped: None });
@@ -365,9 +394,15 @@ mod tests {
         assert_eq!((a.next, a.attempt, a.failures), (Some(at(46)), 3, 2));
         // Attempt 3 is the last: the task moves on to its next slot.
         let t3 = Timing { attempt: 3, failures: 2, runs: 2, ..t2.clone() };
-        assert_eq!(t3.after_run(at(10), at(47), false, 0.5), After { status: "scheduled", next: Some(at(50)), attempt: 1, retry_slot: None, failures: 3 });
+        assert_eq!(
+            t3.after_run(at(10), at(47), false, 0.5),
+            After { status: "scheduled", next: Some(at(50)), attempt: 1, retry_slot: None, failures: 3 }
+        );
         // A success ends the retries and the failure streak.
-        assert_eq!(t2.after_run(at(10), at(17), true, 0.5), After { status: "scheduled", next: Some(at(20)), attempt: 1, retry_slot: None, failures: 0 });
+        assert_eq!(
+            t2.after_run(at(10), at(17), true, 0.5),
+            After { status: "scheduled", next: Some(at(20)), attempt: 1, retry_slot: None, failures: 0 }
+        );
         // A one-shot task fails for good only when its attempts are used up.
         let once = Timing { schedule: None, ..t.clone() };
         assert_eq!(once.after_run(at(10), at(11), false, 0.0).status, "scheduled");
@@ -432,7 +467,8 @@ mod tests {
         // A forward jump of hours under missed = 'skip' passes the slot
         // over, and says so with a skipped run.
         let t = Timing { missed: Missed::Skip, ..t };
-        let Decision::Pass { skipped, next, .. } = t.before_run(three(1), three(1) + Duration::hours(2), CATCHUP) else {
+        let Decision::Pass { skipped, next, .. } = t.before_run(three(1), three(1) + Duration::hours(2), CATCHUP)
+        else {
             panic!("a slot two hours late is missed under 'skip'");
         };
         assert_eq!((skipped.from, next), (three(1), Some(three(2))));

@@ -4,8 +4,8 @@
 
 use crate::guc;
 use crate::schedule::{self, Schedule, ScheduleError, Span};
-use chrono_tz::Tz;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};

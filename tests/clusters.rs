@@ -26,16 +26,10 @@ fn every_database_with_mtask_runs_its_own_tasks_on_its_share_of_workers() {
         c.wait_for_in(db, "SELECT count(*) >= 5 FROM hits", "t");
     }
     // max_workers shared evenly; none stays where mtask is not installed.
-    c.wait_for(
-        WORKERS_PER_DATABASE,
-        "one:2,two:2",
-    );
+    c.wait_for(WORKERS_PER_DATABASE, "one:2,two:2");
     // A third database takes its share from the others.
     c.sql_in("plain", "CREATE EXTENSION mtask");
-    c.wait_for(
-        WORKERS_PER_DATABASE,
-        "one:2,plain:1,two:1",
-    );
+    c.wait_for(WORKERS_PER_DATABASE, "one:2,plain:1,two:1");
     // The two kept running all along.
     for db in ["one", "two"] {
         let before: i64 = c.sql_in(db, "SELECT count(*) FROM hits").parse().unwrap();
@@ -70,10 +64,7 @@ fn create_extension_starts_workers_and_drops_stop_them_cleanly() {
     c.sql("DROP DATABASE plain");
     c.sql("DROP DATABASE fresh");
     // postgres gets the whole pool back.
-    c.wait_for(
-        WORKERS_PER_DATABASE,
-        "postgres:2",
-    );
+    c.wait_for(WORKERS_PER_DATABASE, "postgres:2");
     // Let the launcher look at the databases a few times: no worker for a
     // dropped one, and no error loop in the log.
     let log_then = c.log().len();
@@ -95,8 +86,14 @@ fn mtask_databases_limits_where_tasks_run() {
     c.sql_in("other", "CREATE EXTENSION mtask");
     let warning = c.sql_stderr_in("other", "SELECT mtask.schedule_at('x', now(), 'SELECT 1')");
     assert!(warning.contains("mtask.databases does not include \"other\""), "{warning}");
-    c.wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND datname = 'postgres'", "2");
-    assert_eq!(c.sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND datname = 'other'"), "0");
+    c.wait_for(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND datname = 'postgres'",
+        "2",
+    );
+    assert_eq!(
+        c.sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND datname = 'other'"),
+        "0"
+    );
     // Added on reload, it gets its workers and its task runs.
     c.sql("ALTER SYSTEM SET mtask.databases = 'postgres, other'");
     c.sql("SELECT pg_reload_conf()");
@@ -140,7 +137,9 @@ fn a_standby_runs_nothing_and_its_promotion_carries_every_task_on_once() {
         "{ran_on_old} one-shot tasks ran on the old primary; the rest within {:?} of pg_promote(); \
          the first run on the new primary started {} after promotion",
         promoted.elapsed(),
-        standby.sql(&format!("SELECT min(started_at) - '{promoted_at}' FROM mtask.runs WHERE started_at > '{promoted_at}'"))
+        standby.sql(&format!(
+            "SELECT min(started_at) - '{promoted_at}' FROM mtask.runs WHERE started_at > '{promoted_at}'"
+        ))
     );
     // And the recurring task goes on.
     standby.wait_for(&format!("SELECT run_count > {ticks_before} + 5 FROM mtask.tasks WHERE name = 'tick'"), "t");

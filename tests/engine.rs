@@ -54,7 +54,8 @@ fn committing_a_due_task_wakes_the_workers() {
 fn a_long_task_does_not_hold_up_others() {
     let c = with_extension("mtask.max_workers = 2");
     c.sql("SELECT mtask.schedule_at('long', now(), 'SELECT pg_sleep(3600)')");
-    let long = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
+    let long =
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
     c.wait_for(long, "1");
     c.sql("SELECT mtask.schedule('short', 'every 0.2 seconds', $$INSERT INTO hits VALUES ('short')$$)");
     c.wait_for("SELECT count(*) >= 3 FROM hits WHERE task = 'short'", "t");
@@ -71,7 +72,10 @@ fn when_the_pool_is_full_tasks_wait_in_due_order() {
     );
     let sleeping = "SELECT string_agg(pid::text, ',') FROM pg_stat_activity
                     WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
-    c.wait_for(&format!("SELECT count(*) FROM ({sleeping}) s WHERE string_agg IS NOT NULL AND string_agg LIKE '%,%'"), "1");
+    c.wait_for(
+        &format!("SELECT count(*) FROM ({sleeping}) s WHERE string_agg IS NOT NULL AND string_agg LIKE '%,%'"),
+        "1",
+    );
     c.wait_for("SELECT count(*) FROM mtask.tasks WHERE name IN ('first', 'second') AND next_run_at <= now()", "2");
     // Both workers are busy: the due tasks wait.
     assert_eq!(c.sql("SELECT count(*) FROM hits"), "0");
@@ -101,7 +105,10 @@ fn a_run_past_its_timeout_is_cancelled_and_the_pool_carries_on() {
     let c = with_extension("mtask.default_timeout = '300ms'");
     c.sql("SELECT mtask.schedule_at('own', now(), 'SELECT pg_sleep(3600)', timeout => '0.5 seconds')");
     c.sql("SELECT mtask.schedule_at('default', now(), 'SELECT pg_sleep(3600)')");
-    c.wait_for("SELECT string_agg(name || ':' || status, ',' ORDER BY name) FROM mtask.tasks", "default:failed,own:failed");
+    c.wait_for(
+        "SELECT string_agg(name || ':' || status, ',' ORDER BY name) FROM mtask.tasks",
+        "default:failed,own:failed",
+    );
     assert_eq!(
         c.sql("SELECT string_agg(r.status || ':' || r.sqlstate, ',') FROM mtask.runs r"),
         "timeout:57014,timeout:57014"
@@ -128,7 +135,10 @@ fn failed_runs_are_retried_with_their_attempt_numbers() {
                                   max_attempts => 3, retry_delay => '0.1 seconds')",
     );
     c.sql("SELECT mtask.schedule_at('broken', now(), 'SELECT 1/0', max_attempts => 3, retry_delay => '0.1 seconds')");
-    c.wait_for("SELECT string_agg(name || ':' || status, ',' ORDER BY name) FROM mtask.tasks", "broken:failed,flaky:done");
+    c.wait_for(
+        "SELECT string_agg(name || ':' || status, ',' ORDER BY name) FROM mtask.tasks",
+        "broken:failed,flaky:done",
+    );
     let runs = |name: &str| {
         c.sql(&format!(
             "SELECT string_agg(r.attempt || ':' || r.status, ',' ORDER BY r.id), count(DISTINCT r.scheduled_for)
@@ -139,9 +149,11 @@ fn failed_runs_are_retried_with_their_attempt_numbers() {
     assert_eq!(runs("broken"), "1:failed,2:failed,3:failed|1");
     // Each retry waited at least half its backoff: 0.05 s, then 0.1 s.
     assert_eq!(
-        c.sql("SELECT bool_and(gap >= interval '0.05 s') FROM (
+        c.sql(
+            "SELECT bool_and(gap >= interval '0.05 s') FROM (
                    SELECT r.started_at - lag(r.finished_at) OVER (ORDER BY r.id) AS gap
-                   FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'broken') g"),
+                   FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'broken') g"
+        ),
         "t"
     );
 }
@@ -183,7 +195,10 @@ fn non_transactional_tasks_run_each_statement_top_level() {
     c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'maintenance'", "done");
     assert_eq!(c.sql("SELECT last_status FROM mtask.tasks WHERE name = 'maintenance'"), "succeeded");
     assert_eq!(c.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_n'::regclass"), "t");
-    assert_eq!(c.sql("SELECT count(*) > 0 FROM pg_stat_user_tables WHERE relname = 'big' AND last_vacuum IS NOT NULL"), "t");
+    assert_eq!(
+        c.sql("SELECT count(*) > 0 FROM pg_stat_user_tables WHERE relname = 'big' AND last_vacuum IS NOT NULL"),
+        "t"
+    );
     assert_eq!(c.sql("SELECT string_agg(task, ',' ORDER BY at) FROM hits"), "one,two");
 }
 
@@ -254,7 +269,8 @@ fn a_slot_that_comes_during_a_run_is_skipped_or_queued() {
 fn priority_breaks_ties_between_tasks_due_together() {
     let c = with_extension("mtask.max_workers = 1");
     c.sql("SELECT mtask.schedule_at('long', now(), 'SELECT pg_sleep(3600)')");
-    let running = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
+    let running =
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
     c.wait_for(&format!("SELECT count(*) FROM ({running}) r"), "1");
     c.sql(
         "INSERT INTO mtask.tasks (name, command, start_at, priority)
@@ -283,16 +299,13 @@ fn a_failure_at_commit_is_pinned_on_its_task() {
     c.sql("ALTER SYSTEM SET mtask.enabled = on");
     c.sql("SELECT pg_reload_conf()");
     c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status IN ('done', 'failed')", "21");
+    assert_eq!(c.sql("SELECT status, last_status, run_count FROM mtask.tasks WHERE name = 'bad'"), "failed|failed|1");
     assert_eq!(
-        c.sql("SELECT status, last_status, run_count FROM mtask.tasks WHERE name = 'bad'"),
-        "failed|failed|1"
+        c.sql("SELECT sqlstate FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'bad'"),
+        "23503"
     );
-    assert_eq!(c.sql("SELECT sqlstate FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'bad'"), "23503");
     assert_eq!(c.sql("SELECT count(*), count(DISTINCT task) FROM hits"), "20|20");
-    assert_eq!(
-        c.sql("SELECT count(*), count(DISTINCT task_id) FROM mtask.runs WHERE status = 'succeeded'"),
-        "20|20"
-    );
+    assert_eq!(c.sql("SELECT count(*), count(DISTINCT task_id) FROM mtask.runs WHERE status = 'succeeded'"), "20|20");
     assert_eq!(c.sql("SELECT count(*) FROM child"), "0");
 }
 

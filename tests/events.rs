@@ -88,7 +88,9 @@ fn an_event_without_a_listener_waits_as_unhandled() {
     let c = with_handlers();
     let id = c.sql(r#"SELECT mtask.emit('lonely', '{"n": 1}')"#);
     assert_eq!(
-        c.sql(&format!("SELECT status, message LIKE 'no listener for event \"lonely\"%' FROM mtask.events WHERE id = {id}")),
+        c.sql(&format!(
+            "SELECT status, message LIKE 'no listener for event \"lonely\"%' FROM mtask.events WHERE id = {id}"
+        )),
         "unhandled|t"
     );
     // A listener that comes later gets it, within mtask.deliver_late.
@@ -120,7 +122,9 @@ fn events_and_listeners_follow_the_ownership_rules() {
     assert_eq!(c.sql("SET ROLE bob; SELECT count(*) FROM mtask.listeners"), "0");
     assert_eq!(c.sql("SET ROLE bob; SELECT mtask.unlisten('x', 'on_one(jsonb)')"), "f");
     assert_error(
-        c.try_sql("SET ROLE bob; INSERT INTO mtask.listeners (event, handler, owner) VALUES ('x', 'on_one(jsonb)', 'alice')"),
+        c.try_sql(
+            "SET ROLE bob; INSERT INTO mtask.listeners (event, handler, owner) VALUES ('x', 'on_one(jsonb)', 'alice')",
+        ),
         "42501",
         &["row-level security"],
     );
@@ -198,8 +202,12 @@ fn notify_tasks_hand_off_to_the_example_mail_consumer() {
 fn a_program_reads_the_payload_on_stdin() {
     let c = Cluster::start("");
     c.sql("CREATE EXTENSION mtask");
-    let id = c.sql(r#"SELECT mtask.schedule_at('cat', now(), 'cat', command_type => 'program', payload => '{"a": [1, 2]}')"#);
-    c.wait_for(&format!("SELECT stdout FROM mtask.runs WHERE task_id = {id} AND status = 'succeeded'"), r#"{"a": [1, 2]}"#);
+    let id = c
+        .sql(r#"SELECT mtask.schedule_at('cat', now(), 'cat', command_type => 'program', payload => '{"a": [1, 2]}')"#);
+    c.wait_for(
+        &format!("SELECT stdout FROM mtask.runs WHERE task_id = {id} AND status = 'succeeded'"),
+        r#"{"a": [1, 2]}"#,
+    );
     // One that never reads it still ends.
     let id = c.sql(&format!(
         "SELECT mtask.schedule_at('deaf', now(), 'true', command_type => 'program', payload => to_jsonb(repeat('x', 1000000)))"

@@ -143,9 +143,21 @@ fn bad_input_is_an_error_with_a_hint_and_changes_nothing() {
         ("SELECT mtask.unschedule(424242)", "42704", "does not exist"),
         ("SELECT mtask.pause('nope')", "42704", "does not exist"),
         ("SELECT mtask.resume(424242)", "42704", "does not exist"),
-        ("INSERT INTO mtask.tasks (name, schedule, command) VALUES ('a', 'soon', 'SELECT 1')", "22023", "invalid schedule"),
-        ("INSERT INTO mtask.tasks (name, kind, schedule, command) VALUES ('a', 'once', '1 hour', 'SELECT 1')", "22023", "cannot have a schedule"),
-        ("INSERT INTO mtask.tasks (name, command, status) VALUES ('a', 'SELECT 1', 'done')", "22023", "must be 'scheduled' or 'paused'"),
+        (
+            "INSERT INTO mtask.tasks (name, schedule, command) VALUES ('a', 'soon', 'SELECT 1')",
+            "22023",
+            "invalid schedule",
+        ),
+        (
+            "INSERT INTO mtask.tasks (name, kind, schedule, command) VALUES ('a', 'once', '1 hour', 'SELECT 1')",
+            "22023",
+            "cannot have a schedule",
+        ),
+        (
+            "INSERT INTO mtask.tasks (name, command, status) VALUES ('a', 'SELECT 1', 'done')",
+            "22023",
+            "must be 'scheduled' or 'paused'",
+        ),
     ];
     for (sql, sqlstate, message) in cases {
         assert_error(c.try_sql(sql), sqlstate, &[message, "HINT:"]);
@@ -173,7 +185,8 @@ fn direct_insert_is_checked_and_derived() {
     );
     // A role may not make another role the owner.
     c.sql("CREATE ROLE app LOGIN; CREATE ROLE other; GRANT USAGE ON SCHEMA mtask TO app; GRANT INSERT, SELECT ON mtask.tasks TO app");
-    let forged = c.try_sql("SET ROLE app; INSERT INTO mtask.tasks (name, owner, command) VALUES ('x', 'other', 'SELECT 1')");
+    let forged =
+        c.try_sql("SET ROLE app; INSERT INTO mtask.tasks (name, owner, command) VALUES ('x', 'other', 'SELECT 1')");
     assert_error(forged, "42501", &["permission denied", "HINT:"]);
 }
 
@@ -270,14 +283,15 @@ fn tasks_run_as_their_owner_and_settings_do_not_leak() {
     c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'who'", "done");
     assert_eq!(c.sql("SELECT task FROM hits"), "alice");
 
-    for (name, command, sqlstate) in [
-        ("authid", "SELECT count(*) FROM pg_authid", "42501"),
-        ("setrole", "SET ROLE postgres", "42501"),
-    ] {
+    for (name, command, sqlstate) in
+        [("authid", "SELECT count(*) FROM pg_authid", "42501"), ("setrole", "SET ROLE postgres", "42501")]
+    {
         c.sql(&format!("INSERT INTO mtask.tasks (name, owner, command) VALUES ('{name}', 'alice', $${command}$$)"));
         c.wait_for(&format!("SELECT status FROM mtask.tasks WHERE name = '{name}'"), "failed");
         assert_eq!(
-            c.sql(&format!("SELECT r.sqlstate FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = '{name}'")),
+            c.sql(&format!(
+                "SELECT r.sqlstate FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = '{name}'"
+            )),
             sqlstate,
             "{command}"
         );

@@ -82,13 +82,18 @@ fn a_program_that_exits_non_zero_or_cannot_start_fails() {
     let id = schedule_program(&c, "exit3", "sh -c 'echo partial; echo broken >&2; exit 3'", "");
     assert_eq!(finished_run(&c, &id), "failed|38000|3|partial\n|broken");
     assert_eq!(
-        c.sql(&format!("SELECT r.message, t.status FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.id = {id}")),
+        c.sql(&format!(
+            "SELECT r.message, t.status FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.id = {id}"
+        )),
         "the program exited with code 3|failed"
     );
     let id = schedule_program(&c, "missing", "/no/such/program", "");
     let run = finished_run(&c, &id);
     assert!(run.starts_with("failed|58000|"), "{run}");
-    assert!(c.sql(&format!("SELECT message FROM mtask.runs WHERE task_id = {id}")).contains("could not run program \"/no/such/program\""));
+    assert!(
+        c.sql(&format!("SELECT message FROM mtask.runs WHERE task_id = {id}"))
+            .contains("could not run program \"/no/such/program\"")
+    );
     // Retries apply as to any task.
     let id = schedule_program(&c, "retried", "false", ", max_attempts => 2, retry_delay => '10 ms'");
     c.wait_for(&format!("SELECT count(*) FROM mtask.runs WHERE task_id = {id} AND status = 'failed'"), "2");
@@ -111,7 +116,8 @@ fn a_program_past_its_timeout_is_killed_with_its_children() {
 
     // A cancel of the worker kills the program too; the worker goes on.
     let pid_file = scratch("cancelled");
-    let id = schedule_program(&c, "cancelled", &format!("sh -c 'echo $$ > {}; exec sleep 300'", pid_file.display()), "");
+    let id =
+        schedule_program(&c, "cancelled", &format!("sh -c 'echo $$ > {}; exec sleep 300'", pid_file.display()), "");
     let pid = read_pid(&pid_file);
     c.sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE 'sh -c%'");
     assert_eq!(finished_run(&c, &id), "failed|57014|||");

@@ -28,7 +28,10 @@ fn log_runs_decides_which_runs_are_recorded() {
     let id = c.sql(&format!("SELECT mtask.schedule('flaky', '10 ms', $${flaky}$$)"));
     let recorded = runs_after(&c, &id, 4);
     assert!(recorded.split(',').all(|s| s == "failed"), "{recorded}");
-    assert_eq!(c.sql(&format!("SELECT last_status, run_count > failure_count FROM mtask.tasks WHERE id = {id}")), "failed|t");
+    assert_eq!(
+        c.sql(&format!("SELECT last_status, run_count > failure_count FROM mtask.tasks WHERE id = {id}")),
+        "failed|t"
+    );
 
     // A task's own log_runs overrides the setting, either way.
     let all = c.sql("SELECT mtask.schedule_at('all', now(), 'SELECT 1', log_runs => 'all')");
@@ -59,8 +62,10 @@ fn runs_older_than_history_max_age_are_purged() {
     let c = with_extension("mtask.history_max_age = '1d'");
     let later = "start_at => now() + interval '1 hour'";
     let short = c.sql(&format!("SELECT mtask.schedule('short', '1 hour', 'SELECT 1', {later})"));
-    let long = c.sql(&format!("SELECT mtask.schedule('long', '1 hour', 'SELECT 1', {later}, history_max_age => '30 days')"));
-    let forever = c.sql(&format!("SELECT mtask.schedule('forever', '1 hour', 'SELECT 1', {later}, history_max_age => '0')"));
+    let long =
+        c.sql(&format!("SELECT mtask.schedule('long', '1 hour', 'SELECT 1', {later}, history_max_age => '30 days')"));
+    let forever =
+        c.sql(&format!("SELECT mtask.schedule('forever', '1 hour', 'SELECT 1', {later}, history_max_age => '0')"));
     // A history made two days ago; then one run of each task now.
     c.sql(&format!(
         "INSERT INTO mtask.runs (task_id, started_at, finished_at, status)
@@ -118,7 +123,9 @@ fn a_task_running_every_second_for_a_simulated_day_keeps_its_history_bounded() {
     // size swings with the dead rows between two of the purger's vacuums,
     // by up to a third here; unpurged, it would double).
     let size_at_end: i64 = c.sql("SELECT pg_relation_size('mtask.runs')").parse().unwrap();
-    eprintln!("most rows {most_rows}; mtask.runs at most {first_half_size} bytes in the first half, {size_at_end} at the end");
+    eprintln!(
+        "most rows {most_rows}; mtask.runs at most {first_half_size} bytes in the first half, {size_at_end} at the end"
+    );
     assert!(
         size_at_end < first_half_size * 2 && size_at_end < 4 << 20,
         "mtask.runs grew from at most {first_half_size} bytes in the first half to {size_at_end} at the end"

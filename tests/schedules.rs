@@ -54,7 +54,9 @@ fn time_zone_is_stored_and_used() {
     // Changing the zone recomputes the next run.
     c.sql("UPDATE mtask.tasks SET timezone = 'Asia/Kolkata' WHERE name = 'paris'");
     assert_eq!(
-        c.sql("SELECT to_char(next_run_at AT TIME ZONE 'Asia/Kolkata', 'HH24:MI') FROM mtask.tasks WHERE name = 'paris'"),
+        c.sql(
+            "SELECT to_char(next_run_at AT TIME ZONE 'Asia/Kolkata', 'HH24:MI') FROM mtask.tasks WHERE name = 'paris'"
+        ),
         "03:00"
     );
     c.sql("SET mtask.timezone = 'America/New_York'; SELECT mtask.schedule('ny', '@daily', 'SELECT 1')");
@@ -70,10 +72,16 @@ fn bad_cron_and_time_zones_are_errors_naming_the_problem() {
         ("SELECT mtask.schedule('a', '* * * *', 'SELECT 1')", &["5 or 6 fields, not 4", "HINT:"]),
         ("SELECT mtask.schedule('a', '0 0 31 2 *', 'SELECT 1')", &["never runs", "HINT:"]),
         ("SELECT mtask.schedule('a', '@often', 'SELECT 1')", &["unknown schedule macro", "HINT:"]),
-        ("SELECT mtask.schedule('a', '@daily', 'SELECT 1', timezone => 'Europe/Pariss')", &["unknown time zone \"Europe/Pariss\"", "pg_timezone_names"]),
+        (
+            "SELECT mtask.schedule('a', '@daily', 'SELECT 1', timezone => 'Europe/Pariss')",
+            &["unknown time zone \"Europe/Pariss\"", "pg_timezone_names"],
+        ),
         ("SELECT * FROM mtask.next_runs('0 0 * * 9')", &["day of week 9 is out of range 0-7"]),
         ("SELECT * FROM mtask.next_runs('@daily', -1)", &["n must be between"]),
-        ("SET mtask.timezone = 'Mars/Olympus'; SELECT mtask.schedule('a', '@daily', 'SELECT 1')", &["unknown time zone \"Mars/Olympus\""]),
+        (
+            "SET mtask.timezone = 'Mars/Olympus'; SELECT mtask.schedule('a', '@daily', 'SELECT 1')",
+            &["unknown time zone \"Mars/Olympus\""],
+        ),
     ];
     for (sql, needles) in cases {
         assert_error(c.try_sql(sql), "22023", needles);
@@ -125,14 +133,18 @@ fn missed_policies_after_a_server_stop_and_start() {
     assert_eq!(c.sql("SELECT string_agg(task, ',' ORDER BY at) FROM hits WHERE task = 'all'"), "all,all,all");
     // Every recurring task then follows its schedule: next slot at +70.
     assert_eq!(
-        c.sql("SELECT string_agg(DISTINCT (extract(epoch FROM next_run_at - t0.start_at) / 60)::int::text, ',')
-               FROM mtask.tasks, t0 WHERE kind = 'recurring'"),
+        c.sql(
+            "SELECT string_agg(DISTINCT (extract(epoch FROM next_run_at - t0.start_at) / 60)::int::text, ',')
+               FROM mtask.tasks, t0 WHERE kind = 'recurring'"
+        ),
         "70"
     );
     // A late one-shot task runs, unless it may skip.
     assert_eq!(
-        c.sql("SELECT string_agg(name || ':' || status || ':' || run_count, ',' ORDER BY name)
-               FROM mtask.tasks WHERE kind = 'once'"),
+        c.sql(
+            "SELECT string_agg(name || ':' || status || ':' || run_count, ',' ORDER BY name)
+               FROM mtask.tasks WHERE kind = 'once'"
+        ),
         "late-once:done:1,late-skip:done:0"
     );
     assert_eq!(c.sql("SELECT string_agg(task, ',') FROM hits WHERE task LIKE 'late%'"), "late-once");
@@ -185,8 +197,10 @@ fn max_runs_and_end_at_end_a_task() {
         &["ends at", "before it starts", "HINT:"],
     );
     assert_error(
-        c.try_sql("SELECT mtask.schedule('tiny', '0 3 * * *', 'SELECT 1', start_at => '2030-01-01 04:00+00',
-                                         end_at => '2030-01-01 05:00+00')"),
+        c.try_sql(
+            "SELECT mtask.schedule('tiny', '0 3 * * *', 'SELECT 1', start_at => '2030-01-01 04:00+00',
+                                         end_at => '2030-01-01 05:00+00')",
+        ),
         "22023",
         &["would never run", "HINT:"],
     );
@@ -241,7 +255,11 @@ fn alter_changes_any_option_by_name_or_id() {
     assert_error(c.try_sql("SELECT mtask.alter('job', schedule => '0 25 * * *')"), "22023", &["hour 25"]);
     assert_error(c.try_sql("SELECT mtask.alter('job', missed => 'never')"), "22023", &["missed-run policy"]);
     assert_error(c.try_sql("SELECT mtask.alter('job', timezone => 'Nowhere/City')"), "22023", &["unknown time zone"]);
-    assert_error(c.try_sql("SELECT mtask.alter('job', overlap => 'parallel')"), "22023", &["invalid overlap policy", "'queue'"]);
+    assert_error(
+        c.try_sql("SELECT mtask.alter('job', overlap => 'parallel')"),
+        "22023",
+        &["invalid overlap policy", "'queue'"],
+    );
     assert_error(c.try_sql("SELECT mtask.alter('job', max_attempts => 0)"), "22023", &["max_attempts", "at least 1"]);
     assert_error(c.try_sql("SELECT mtask.alter('job', timeout => '-1 second')"), "22023", &["must not be negative"]);
     // A limit that is already reached ends the task.

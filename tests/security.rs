@@ -21,7 +21,9 @@ fn with_users() -> Cluster {
          GRANT reports TO alice;
          GRANT USAGE ON SCHEMA mtask TO alice, bob;",
     );
-    c.sql("SET ROLE alice; SELECT mtask.schedule('alice-task', '1 hour', $$INSERT INTO hits (what) VALUES ('alice')$$)");
+    c.sql(
+        "SET ROLE alice; SELECT mtask.schedule('alice-task', '1 hour', $$INSERT INTO hits (what) VALUES ('alice')$$)",
+    );
     c.wait_for("SELECT count(*) FROM mtask.runs", "1");
     c
 }
@@ -39,7 +41,8 @@ fn run_result(c: &Cluster, id: &str) -> String {
 /// Schedules `command` as `role` to run now, in a transaction or not, and
 /// waits until it has run.
 fn run_as(c: &Cluster, role: &str, name: &str, command: &str, transactional: bool) -> String {
-    let schedule = format!("SELECT mtask.schedule_at('{name}', now(), $cmd${command}$cmd$, transactional => {transactional})");
+    let schedule =
+        format!("SELECT mtask.schedule_at('{name}', now(), $cmd${command}$cmd$, transactional => {transactional})");
     run_result(c, &c.sql(&as_role(role, &schedule)))
 }
 
@@ -77,7 +80,10 @@ fn another_roles_tasks_and_runs_are_out_of_reach() {
 
     // Bob cannot write the run history, his own or hers.
     assert_error(
-        c.try_sql(&as_role("bob", &format!("INSERT INTO mtask.runs (task_id, started_at, status) VALUES ({id}, now(), 'succeeded')"))),
+        c.try_sql(&as_role(
+            "bob",
+            &format!("INSERT INTO mtask.runs (task_id, started_at, status) VALUES ({id}, now(), 'succeeded')"),
+        )),
         "42501",
         &["permission denied"],
     );
@@ -90,8 +96,10 @@ fn another_roles_tasks_and_runs_are_out_of_reach() {
         &["permission denied for schema mtask"],
     );
 
-    assert_eq!(c.sql(&format!("SELECT status, command FROM mtask.tasks WHERE id = {id}")),
-               "scheduled|INSERT INTO hits (what) VALUES ('alice')");
+    assert_eq!(
+        c.sql(&format!("SELECT status, command FROM mtask.tasks WHERE id = {id}")),
+        "scheduled|INSERT INTO hits (what) VALUES ('alice')"
+    );
 }
 
 #[test]
@@ -102,7 +110,10 @@ fn owners_cannot_be_forged_or_changed() {
     // Scheduling as a superuser, or as a role bob is not a member of.
     for owner in ["postgres", "alice"] {
         assert_error(
-            c.try_sql(&as_role("bob", &format!("INSERT INTO mtask.tasks (name, owner, command) VALUES ('f', '{owner}', 'SELECT 1')"))),
+            c.try_sql(&as_role(
+                "bob",
+                &format!("INSERT INTO mtask.tasks (name, owner, command) VALUES ('f', '{owner}', 'SELECT 1')"),
+            )),
             "42501",
             &["permission denied to make", "HINT:"],
         );
@@ -117,7 +128,10 @@ fn owners_cannot_be_forged_or_changed() {
     }
     // The scheduler's bookkeeping is not the user's to write.
     assert_error(
-        c.try_sql(&as_role("alice", &format!("UPDATE mtask.tasks SET run_count = 0, last_status = NULL WHERE id = {id}"))),
+        c.try_sql(&as_role(
+            "alice",
+            &format!("UPDATE mtask.tasks SET run_count = 0, last_status = NULL WHERE id = {id}"),
+        )),
         "42501",
         &["permission denied for table tasks"],
     );
@@ -134,7 +148,10 @@ fn owners_cannot_be_forged_or_changed() {
             &["cannot be set from 'scheduled'", "HINT:"],
         );
     }
-    assert_eq!(c.sql(&format!("SELECT owner, status, run_count FROM mtask.tasks WHERE id = {id}")), "alice|scheduled|1");
+    assert_eq!(
+        c.sql(&format!("SELECT owner, status, run_count FROM mtask.tasks WHERE id = {id}")),
+        "alice|scheduled|1"
+    );
 
     // What members may do: pause and resume by UPDATE, and give a task to a
     // NOLOGIN group they belong to, which then runs it as itself.
@@ -165,7 +182,10 @@ fn a_task_cannot_climb_out_of_its_owners_rights() {
         // Give its own task to a superuser.
         ("own-row", "UPDATE mtask.tasks SET owner = 'postgres' WHERE name LIKE 'own-row%'"),
         // Forge history.
-        ("forge-run", "INSERT INTO mtask.runs (task_id, started_at, status) SELECT id, now(), 'succeeded' FROM mtask.tasks"),
+        (
+            "forge-run",
+            "INSERT INTO mtask.runs (task_id, started_at, status) SELECT id, now(), 'succeeded' FROM mtask.tasks",
+        ),
     ];
     for (name, command) in cases {
         // ALTER SYSTEM refuses a transaction before it checks privileges.
@@ -176,7 +196,10 @@ fn a_task_cannot_climb_out_of_its_owners_rights() {
     // Change another role's task: row-level security hides it from the task too.
     let command = "UPDATE mtask.tasks SET command = 'SELECT 666' WHERE name = 'alice-task'";
     assert_eq!(run_as(&c, "bob", "other-rows", command, true), "succeeded");
-    assert_eq!(c.sql(&format!("SELECT command FROM mtask.tasks WHERE id = {id}")), "INSERT INTO hits (what) VALUES ('alice')");
+    assert_eq!(
+        c.sql(&format!("SELECT command FROM mtask.tasks WHERE id = {id}")),
+        "INSERT INTO hits (what) VALUES ('alice')"
+    );
     assert!(!std::path::Path::new("/tmp/mtask-escaped").exists());
     assert_eq!(c.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'bob'"), "f");
     // A task may unschedule itself: it is gone, with its history.
@@ -197,20 +220,45 @@ fn a_task_leaves_nothing_behind_for_the_next() {
          CREATE ROLE alice; CREATE ROLE bob; GRANT SELECT ON alice_secret TO alice;
          GRANT USAGE ON SCHEMA mtask TO alice, bob",
     );
-    let show_settings = "INSERT INTO hits (what) VALUES (current_setting('work_mem') || ' ' || current_setting('search_path'))";
+    let show_settings =
+        "INSERT INTO hits (what) VALUES (current_setting('work_mem') || ' ' || current_setting('search_path'))";
     // (what alice's task leaves, whether it runs in a transaction, what bob's
     // task tries, how bob's run ends, what hits then holds)
     let pairs = [
         // Settings, in and out of a transaction.
-        ("SET work_mem = '1234kB'; SET search_path = nowhere", true, show_settings, "succeeded", "bob:4MB \"$user\", public"),
-        ("SET work_mem = '1234kB'; SET search_path = nowhere", false, show_settings, "succeeded", "bob:4MB \"$user\", public"),
+        (
+            "SET work_mem = '1234kB'; SET search_path = nowhere",
+            true,
+            show_settings,
+            "succeeded",
+            "bob:4MB \"$user\", public",
+        ),
+        (
+            "SET work_mem = '1234kB'; SET search_path = nowhere",
+            false,
+            show_settings,
+            "succeeded",
+            "bob:4MB \"$user\", public",
+        ),
         // A temporary table that would take the next task's rows.
-        ("CREATE TEMP TABLE hits (who text, what text)", true, "INSERT INTO hits (what) VALUES ('real')", "succeeded", "bob:real"),
+        (
+            "CREATE TEMP TABLE hits (who text, what text)",
+            true,
+            "INSERT INTO hits (what) VALUES ('real')",
+            "succeeded",
+            "bob:real",
+        ),
         // An open cursor over alice's secret; a prepared statement that reads it.
         ("DECLARE c CURSOR WITH HOLD FOR SELECT s FROM alice_secret", true, "FETCH c", "failed 34000", ""),
         ("PREPARE p AS SELECT s FROM alice_secret", true, "EXECUTE p", "failed 26000", ""),
         // A session advisory lock, which would otherwise be held for ever.
-        ("SELECT pg_advisory_lock(42)", true, "INSERT INTO hits (what) VALUES (pg_try_advisory_xact_lock(42)::text)", "succeeded", "bob:true"),
+        (
+            "SELECT pg_advisory_lock(42)",
+            true,
+            "INSERT INTO hits (what) VALUES (pg_try_advisory_xact_lock(42)::text)",
+            "succeeded",
+            "bob:true",
+        ),
     ];
     for (i, (first, transactional, second, run, hits)) in pairs.iter().enumerate() {
         c.sql("TRUNCATE hits");
@@ -221,7 +269,11 @@ fn a_task_leaves_nothing_behind_for_the_next() {
         ));
         let id = c.sql(&as_role("bob", &format!("SELECT mtask.schedule_at('second{i}', '{at}', $c${second}$c$)")));
         assert_eq!(run_result(&c, &id), *run, "{second} after {first}");
-        assert_eq!(c.sql(&format!("SELECT last_status FROM mtask.tasks WHERE name = 'first{i}'")), "succeeded", "{first}");
+        assert_eq!(
+            c.sql(&format!("SELECT last_status FROM mtask.tasks WHERE name = 'first{i}'")),
+            "succeeded",
+            "{first}"
+        );
         assert_eq!(c.sql("SELECT coalesce(string_agg(who || ':' || what, ','), '') FROM hits"), *hits, "after {first}");
     }
 }
@@ -315,8 +367,10 @@ fn dropping_a_role_that_owns_tasks() {
     c.sql("UPDATE mtask.tasks SET next_run_at = now() WHERE name = 'orphan'");
     c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'orphan'", "paused");
     assert_eq!(
-        c.sql("SELECT r.status, r.sqlstate, t.pause_reason LIKE '%no longer exists; give the task an existing owner%'
-               FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'orphan'"),
+        c.sql(
+            "SELECT r.status, r.sqlstate, t.pause_reason LIKE '%no longer exists; give the task an existing owner%'
+               FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'orphan'"
+        ),
         "failed|42704|t"
     );
 }

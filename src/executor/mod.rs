@@ -56,14 +56,18 @@ impl Outcome {
     }
 
     pub fn failed(sqlstate: String, message: String) -> Self {
-        Outcome { status: RunStatus::Failed, sqlstate: Some(sqlstate), message: Some(message), rows: None, program: None }
+        Outcome {
+            status: RunStatus::Failed,
+            sqlstate: Some(sqlstate),
+            message: Some(message),
+            rows: None,
+            program: None,
+        }
     }
 }
 
 fn sqlstate_text(code: pgrx::PgSqlErrorCode) -> String {
-    unsafe { CStr::from_ptr(pg_sys::unpack_sql_state(code as i32)) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(pg_sys::unpack_sql_state(code as i32)) }.to_string_lossy().into_owned()
 }
 
 /// The SQLSTATE and message of an error caught from Postgres or from Rust.
@@ -150,10 +154,7 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
             session::enter_task(true);
             // LOCAL_USERID_CHANGE also forbids SET ROLE and SET SESSION
             // AUTHORIZATION, so the command cannot climb back to our user.
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                caller_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-            );
+            pg_sys::SetUserIdAndSecContext(owner, caller_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
             let rows = client.update(command, None, &[]).map(|t| t.len() as i64);
             pg_sys::AtEOXact_GUC(false, guc_level);
             pg_sys::SetUserIdAndSecContext(caller_uid, caller_sec);

@@ -166,11 +166,15 @@ pub fn run(command: &str, stdin: Option<&str>, timeout_ms: Option<i32>) -> Outco
             status: RunStatus::Timeout,
             ..Outcome::failed("57014".into(), "the program ran past its timeout and was killed".into())
         },
-        (Some(Ending::Cancel), _) => Outcome::failed("57014".into(), "the program was killed on a cancel request".into()),
+        (Some(Ending::Cancel), _) => {
+            Outcome::failed("57014".into(), "the program was killed on a cancel request".into())
+        }
         (None, Ok(s)) if s.success() => Outcome::succeeded(None),
         (None, Ok(s)) => match (s.code(), s.signal()) {
             (Some(code), _) => Outcome::failed("38000".into(), format!("the program exited with code {code}")),
-            (None, Some(signal)) => Outcome::failed("38000".into(), format!("the program was killed by signal {signal}")),
+            (None, Some(signal)) => {
+                Outcome::failed("38000".into(), format!("the program was killed by signal {signal}"))
+            }
             _ => Outcome::failed("38000".into(), "the program ended abnormally".into()),
         },
         (None, Err(e)) => Outcome::failed("58000".into(), format!("could not wait for the program: {e}")),
@@ -182,7 +186,11 @@ pub fn run(command: &str, stdin: Option<&str>, timeout_ms: Option<i32>) -> Outco
 /// Sleeps until one of the streams has something to read (or closed), the
 /// deadline, or a tenth of a second, whichever comes first; the short
 /// bound keeps cancels and shutdowns prompt.
-fn wait_readable(stdout: Option<&std::process::ChildStdout>, stderr: Option<&std::process::ChildStderr>, deadline: Option<Instant>) {
+fn wait_readable(
+    stdout: Option<&std::process::ChildStdout>,
+    stderr: Option<&std::process::ChildStderr>,
+    deadline: Option<Instant>,
+) {
     let mut fds: Vec<libc::pollfd> = [stdout.map(|s| s.as_raw_fd()), stderr.map(|s| s.as_raw_fd())]
         .into_iter()
         .flatten()

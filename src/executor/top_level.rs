@@ -94,8 +94,19 @@ unsafe fn run_statement(
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         }
         let old = pg_sys::MemoryContextSwitchTo(cxt);
-        let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(raw, text.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut());
-        let plans = pg_sys::pg_plan_queries(queries, text.as_ptr(), pg_sys::CURSOR_OPT_PARALLEL_OK as i32, std::ptr::null_mut());
+        let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(
+            raw,
+            text.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        let plans = pg_sys::pg_plan_queries(
+            queries,
+            text.as_ptr(),
+            pg_sys::CURSOR_OPT_PARALLEL_OK as i32,
+            std::ptr::null_mut(),
+        );
         pg_sys::MemoryContextSwitchTo(old);
         if snapshot {
             pg_sys::PopActiveSnapshot();

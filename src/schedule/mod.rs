@@ -64,16 +64,13 @@ impl ScheduleError {
     pub fn hint(&self) -> String {
         match self {
             ScheduleError::Missing => {
-                "Give an interval such as '10 seconds', or use mtask.schedule_at for a one-shot task."
-                    .into()
+                "Give an interval such as '10 seconds', or use mtask.schedule_at for a one-shot task.".into()
             }
             ScheduleError::Unparsable(_) => "A schedule is a cron expression such as '0 3 * * *' (6 fields \
                  put seconds first), a macro such as '@daily', or a PostgreSQL interval such as \
                  '30 seconds' or 'every 5 minutes'."
                 .into(),
-            ScheduleError::NotPositive(_) => {
-                "The interval must be greater than zero, with no negative part.".into()
-            }
+            ScheduleError::NotPositive(_) => "The interval must be greater than zero, with no negative part.".into(),
             ScheduleError::CronFieldCount(_) => {
                 "Write minute hour day-of-month month day-of-week, optionally with seconds first.".into()
             }
@@ -122,16 +119,12 @@ impl Schedule {
     /// Parses a schedule text: cron if it is written as cron, else an
     /// interval. `read_interval` is Postgres' own interval input, so that
     /// every literal Postgres accepts is accepted here too.
-    pub fn parse(
-        text: &str,
-        read_interval: impl FnOnce(&str) -> Option<Span>,
-    ) -> Result<Schedule, ScheduleError> {
+    pub fn parse(text: &str, read_interval: impl FnOnce(&str) -> Option<Span>) -> Result<Schedule, ScheduleError> {
         if cron::looks_like_cron(text) {
             return CronSchedule::parse(text).map(Schedule::Cron);
         }
         let (fixed_delay, literal) = interval_literal(text)?;
-        let span =
-            read_interval(literal).ok_or_else(|| ScheduleError::Unparsable(text.to_string()))?;
+        let span = read_interval(literal).ok_or_else(|| ScheduleError::Unparsable(text.to_string()))?;
         if !span.is_positive() {
             return Err(ScheduleError::NotPositive(text.trim().to_string()));
         }
@@ -145,12 +138,7 @@ impl Schedule {
     /// The next run at or after `not_before`, for a task whose interval slots
     /// are anchored at `anchor` and whose wall clock is `tz`. `None` when no
     /// such instant can be represented.
-    pub fn next_run(
-        &self,
-        anchor: DateTime<Utc>,
-        not_before: DateTime<Utc>,
-        tz: Tz,
-    ) -> Option<DateTime<Utc>> {
+    pub fn next_run(&self, anchor: DateTime<Utc>, not_before: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every(span) => span.first_slot_at_or_after(anchor, not_before, tz),
             Schedule::After(_) => Some(not_before.max(anchor)),
@@ -265,18 +253,9 @@ mod tests {
 
     #[test]
     fn parse_rejects_zero_negative_and_garbage() {
-        assert_eq!(
-            Schedule::parse("0 seconds", seconds),
-            Err(ScheduleError::NotPositive("0 seconds".into()))
-        );
-        assert_eq!(
-            Schedule::parse("-5 seconds", seconds),
-            Err(ScheduleError::NotPositive("-5 seconds".into()))
-        );
-        assert_eq!(
-            Schedule::parse("soon", seconds),
-            Err(ScheduleError::Unparsable("soon".into()))
-        );
+        assert_eq!(Schedule::parse("0 seconds", seconds), Err(ScheduleError::NotPositive("0 seconds".into())));
+        assert_eq!(Schedule::parse("-5 seconds", seconds), Err(ScheduleError::NotPositive("-5 seconds".into())));
+        assert_eq!(Schedule::parse("soon", seconds), Err(ScheduleError::Unparsable("soon".into())));
         assert_eq!(Schedule::parse("", seconds), Err(ScheduleError::Missing));
     }
 

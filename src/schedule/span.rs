@@ -52,12 +52,7 @@ impl Span {
     }
 
     /// The first slot `anchor + k × self`, k ≥ 0, that is at or after `t`.
-    pub fn first_slot_at_or_after(
-        &self,
-        anchor: DateTime<Utc>,
-        t: DateTime<Utc>,
-        tz: Tz,
-    ) -> Option<DateTime<Utc>> {
+    pub fn first_slot_at_or_after(&self, anchor: DateTime<Utc>, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         self.add_times(anchor, self.first_index_at_or_after(anchor, t, tz)?, tz)
     }
 

@@ -36,9 +36,7 @@ struct Slot {
 
 impl Slot {
     fn alive(&self) -> bool {
-        self.worker
-            .as_ref()
-            .is_some_and(|w| matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)))
+        self.worker.as_ref().is_some_and(|w| matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)))
     }
 }
 
@@ -61,7 +59,13 @@ pub extern "C-unwind" fn mtask_launcher_main(_arg: pg_sys::Datum) {
     // Workers of a launcher that crashed finish their task and leave.
     let generation = shmem::next_generation();
     let mut slots: Vec<Slot> = (0..shmem::MAX_WORKERS)
-        .map(|_| Slot { worker: None, database: pg_sys::InvalidOid, started: None, requests_at_start: 0, refused: false })
+        .map(|_| Slot {
+            worker: None,
+            database: pg_sys::InvalidOid,
+            started: None,
+            requests_at_start: 0,
+            refused: false,
+        })
         .collect();
     for n in 0..shmem::MAX_WORKERS {
         shmem::assign(n, pg_sys::InvalidOid);
@@ -224,7 +228,10 @@ fn list_databases() -> Vec<u32> {
             }
             let db = &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
             let name = std::ffi::CStr::from_ptr(db.datname.data.as_ptr()).to_string_lossy();
-            if db.datallowconn && !db.datistemplate && allowed.as_ref().is_none_or(|list| list.iter().any(|d| *d == name)) {
+            if db.datallowconn
+                && !db.datistemplate
+                && allowed.as_ref().is_none_or(|list| list.iter().any(|d| *d == name))
+            {
                 found.push(db.oid.to_u32());
             }
         }

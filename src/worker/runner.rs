@@ -176,8 +176,7 @@ fn in_transaction<R>(body: impl FnOnce() -> R) -> Result<R, (String, String)> {
 }
 
 fn now() -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })
-        .expect("the clock reads a finite time")
+    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() }).expect("the clock reads a finite time")
 }
 
 /// A pool worker's state between steps: whether the database holds the
@@ -240,7 +239,9 @@ impl Worker {
             pg_schedule::report(
                 pgrx::PgLogLevel::WARNING,
                 pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("mtask {v} is installed in this database, but the server runs mtask {built}; no task runs until they match"),
+                format!(
+                    "mtask {v} is installed in this database, but the server runs mtask {built}; no task runs until they match"
+                ),
                 "Run ALTER EXTENSION mtask UPDATE.".into(),
             );
             self.warned = Some(v);
@@ -251,9 +252,7 @@ impl Worker {
 
 fn report_activity(state: pg_sys::BackendState::Type, command: Option<&str>) {
     let text = command.and_then(|c| CString::new(c).ok());
-    unsafe {
-        pg_sys::pgstat_report_activity(state, text.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
-    };
+    unsafe { pg_sys::pgstat_report_activity(state, text.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())) };
 }
 
 /// A claimed task that is about to run, kept outside the transaction so that

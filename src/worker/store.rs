@@ -3,13 +3,13 @@
 
 use crate::executor::Outcome;
 use crate::lifecycle::{After, Skipped};
-use chrono::{DateTime, Utc};
 use crate::pg_schedule::to_pg;
+use chrono::{DateTime, Utc};
+use pgrx::PgOid;
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgBuiltInOids as Type;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
-use pgrx::PgOid;
-use pgrx::pg_sys::PgBuiltInOids as Type;
 use std::cell::RefCell;
 use std::collections::HashMap;
 const INT4OID: Type = Type::INT4OID;
@@ -133,8 +133,25 @@ const RECORD_RUNNING_RUN: &str = concat!(
     record_task!()
 );
 const RECORD_TYPES: &[Type] = &[
-    INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
-    INT4OID, TIMESTAMPTZOID, INT4OID, INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, Type::BOOLOID,
+    INT8OID,
+    TIMESTAMPTZOID,
+    TEXTOID,
+    TEXTOID,
+    TEXTOID,
+    INT8OID,
+    TEXTOID,
+    TIMESTAMPTZOID,
+    TIMESTAMPTZOID,
+    INT4OID,
+    INT4OID,
+    TIMESTAMPTZOID,
+    INT4OID,
+    INT8OID,
+    TEXTOID,
+    INT4OID,
+    TEXTOID,
+    TEXTOID,
+    Type::BOOLOID,
 ];
 
 /// A non-transactional run, committed before it starts.
@@ -166,12 +183,10 @@ const RECOVER_ORPHANS: &str = "
            last_error = 'the worker running it stopped before the run ended'
     FROM orphans o WHERE t.id = o.task_id AND t.status = 'running'";
 
-
 /// Strictly after the claim's now(): a task due by then but not claimed is
 /// locked (running, or held by a user's transaction) and nothing would wake
 /// us when the lock goes, so it is left to the next naptime.
-const NEXT_DUE: &str =
-    "SELECT min(next_run_at) FROM mtask.tasks WHERE status = 'scheduled' AND next_run_at > now()";
+const NEXT_DUE: &str = "SELECT min(next_run_at) FROM mtask.tasks WHERE status = 'scheduled' AND next_run_at > now()";
 
 /// The first due task; a non-transactional one only if `any_kind`.
 pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<DueTask>> {

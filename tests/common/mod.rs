@@ -17,11 +17,7 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// Runs a Postgres server program as a user it will run as.
@@ -48,10 +44,7 @@ fn check(what: &str, out: Output) -> Output {
 
 fn hand_to_postgres(path: &Path) {
     if running_as_root() {
-        check(
-            "chown",
-            Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).output().unwrap(),
-        );
+        check("chown", Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).output().unwrap());
     }
 }
 
@@ -115,10 +108,7 @@ impl Cluster {
     /// A running cluster with exactly `conf` added to its postgresql.conf.
     pub fn start_with(conf: &str) -> Cluster {
         let dir = Self::new_dir();
-        check(
-            "copy template",
-            Command::new("cp").arg("-a").arg(template()).arg(dir.join("data")).output().unwrap(),
-        );
+        check("copy template", Command::new("cp").arg("-a").arg(template()).arg(dir.join("data")).output().unwrap());
         Self::configure_and_start(dir, conf)
     }
 
@@ -284,7 +274,9 @@ impl Cluster {
         let q = "SELECT count(*) = current_setting('mtask.max_workers')::int
                  FROM pg_stat_activity WHERE backend_type = 'mtask worker'";
         self.wait_for(q, "t");
-        self.sql("SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'mtask worker'")
+        self.sql(
+            "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'mtask worker'",
+        )
     }
 
     /// The launcher's pid, once it is running.
@@ -297,11 +289,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["stop", "-m", "immediate", "-w"])
-            .output();
+        let _ =
+            pg_command("pg_ctl").arg("-D").arg(self.dir.join("data")).args(["stop", "-m", "immediate", "-w"]).output();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
