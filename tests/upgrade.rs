@@ -85,3 +85,8 @@ fn update_from_0_1_0_keeps_tasks_and_matches_a_new_installation() {
 fn update_from_0_2_0_keeps_tasks_and_matches_a_new_installation() {
     update_from("0.2.0");
 }
+
+#[test]
+fn update_from_0_3_0_keeps_tasks_and_matches_a_new_installation() {
+    update_from("0.3.0");
+}

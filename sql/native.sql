@@ -1,0 +1,44 @@
+-- The functions mtask implements in Rust (src/api.rs), declared here, once,
+-- for a new installation and every update alike. The symbol of each is its
+-- Rust function's name with "_wrapper"; an older script may still name a
+-- symbol, so a Rust function is renamed only with a new SQL name.
+
+-- The canonical form of a schedule text, or an ERROR with a hint.
+CREATE OR REPLACE FUNCTION mtask._normalize_schedule(schedule text) RETURNS text
+STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_schedule_wrapper';
+
+-- The canonical name of a time zone; NULL means mtask.timezone.
+CREATE OR REPLACE FUNCTION mtask._normalize_timezone(timezone text) RETURNS text
+STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_timezone_wrapper';
+
+-- The first run of a schedule in a time zone, anchored at anchor, at or
+-- after not_before; NULL if there is none.
+CREATE OR REPLACE FUNCTION mtask._next_run(schedule text, timezone text, anchor timestamptz, not_before timestamptz)
+RETURNS timestamptz
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'next_run_wrapper';
+
+-- An ERROR with a hint unless a program command splits into words.
+CREATE OR REPLACE FUNCTION mtask._check_program(command text) RETURNS void
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'check_program_wrapper';
+
+-- Warns when tasks scheduled in this session would not run.
+CREATE OR REPLACE FUNCTION mtask._check_scheduler() RETURNS void
+STRICT VOLATILE
+LANGUAGE c AS 'MODULE_PATHNAME', 'check_scheduler_wrapper';
+
+-- Wakes this database's workers when the transaction commits.
+CREATE OR REPLACE FUNCTION mtask._wake_at_commit() RETURNS void
+STRICT VOLATILE
+LANGUAGE c AS 'MODULE_PATHNAME', 'wake_at_commit_wrapper';
+
+-- What a schedule will do: its next n runs from "from", for a task created
+-- then, in timezone (default mtask.timezone).
+CREATE OR REPLACE FUNCTION mtask.next_runs(schedule text, n int DEFAULT 5, "from" timestamptz DEFAULT now(),
+                                           timezone text DEFAULT NULL)
+RETURNS SETOF timestamptz
+STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'next_runs_wrapper';

@@ -1,0 +1,129 @@
+-- mtask's tables as they are in this version, for a new installation. An
+-- installed older version reaches the same tables through the scripts in
+-- sql/updates/. Everything that is not a table, an index or a sequence
+-- (functions, triggers, views, grants, policies, comments) lives in the
+-- topic files that follow this one, and is applied again on every update.
+--
+-- A new column goes at the end of its table, so that an updated table and a
+-- new one list their columns in the same order.
+
+-- One row per task. Its rules are in triggers (sql/triggers.sql), not in
+-- the API, so a plain INSERT or UPDATE is checked as mtask.schedule() is.
+CREATE TABLE mtask.tasks (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          text NOT NULL,
+    owner         regrole NOT NULL DEFAULT current_user::regrole,
+    kind          text NOT NULL CONSTRAINT tasks_kind_check CHECK (kind IN ('once', 'recurring')),
+    schedule      text,
+    timezone      text NOT NULL,
+    command       text NOT NULL,
+    command_type  text NOT NULL DEFAULT 'sql',
+    status        text NOT NULL DEFAULT 'scheduled'
+                  CONSTRAINT tasks_status_check CHECK (status IN ('scheduled', 'running', 'paused', 'done', 'failed')),
+    remark        text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    start_at      timestamptz NOT NULL,
+    next_run_at   timestamptz,
+    last_run_at   timestamptz,
+    last_status   text
+                  CONSTRAINT tasks_last_status_check CHECK (last_status IN ('succeeded', 'failed', 'timeout', 'crashed')),
+    last_error    text,
+    run_count     bigint NOT NULL DEFAULT 0,
+    failure_count bigint NOT NULL DEFAULT 0,
+    -- 0.2.0: the window, the missed-run policy, timeouts and retries.
+    end_at        timestamptz,
+    max_runs      bigint,
+    missed        text NOT NULL DEFAULT 'once',
+    timeout                  interval,
+    max_attempts             int NOT NULL DEFAULT 1,
+    retry_delay              interval NOT NULL DEFAULT '10 seconds',
+    retry_max_delay          interval NOT NULL DEFAULT '1 hour',
+    max_consecutive_failures int,
+    attempt                  int NOT NULL DEFAULT 1,
+    retry_slot               timestamptz,
+    consecutive_failures     int NOT NULL DEFAULT 0,
+    pause_reason             text,
+    transactional            boolean NOT NULL DEFAULT true,
+    overlap                  text NOT NULL DEFAULT 'skip',
+    priority                 int NOT NULL DEFAULT 0,
+    -- 0.3.0: events' deliveries, payloads and bounded history.
+    payload              jsonb,
+    event_id             bigint,
+    listener_id          bigint,
+    log_runs             text,
+    history_max_age      interval,
+    history_max_per_task int,
+    CONSTRAINT tasks_owner_name_key UNIQUE (owner, name),
+    CONSTRAINT tasks_schedule_matches_kind CHECK ((kind = 'recurring') = (schedule IS NOT NULL)),
+    CONSTRAINT tasks_scheduled_has_next_run CHECK (status <> 'scheduled' OR next_run_at IS NOT NULL)
+) WITH (fillfactor = 80);
+
+-- The claim reads this partial index in due order, then priority: one
+-- index walk, no sort, whatever the table's size.
+CREATE INDEX tasks_due_idx ON mtask.tasks (next_run_at, priority DESC, id) WHERE status = 'scheduled';
+
+-- One row per execution, written in the same transaction as the command's
+-- effects (for a non-transactional run: committed as 'running' first).
+CREATE TABLE mtask.runs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id       bigint NOT NULL REFERENCES mtask.tasks (id) ON DELETE CASCADE,
+    started_at    timestamptz NOT NULL,
+    finished_at   timestamptz,
+    status        text NOT NULL
+                  CONSTRAINT runs_status_check
+                  CHECK (status IN ('succeeded', 'failed', 'timeout', 'skipped', 'running', 'crashed')),
+    sqlstate      text,
+    message       text,
+    rows          bigint,
+    -- 0.2.0
+    scheduled_for timestamptz,
+    attempt       int,
+    pid           int,
+    backend_start timestamptz,
+    -- 0.3.0: a program's exit code and output.
+    exit_code     int,
+    stdout        text,
+    stderr        text
+);
+
+CREATE INDEX runs_task_id_idx ON mtask.runs (task_id, id);
+-- Finds the runs a crash left 'running'.
+CREATE INDEX runs_running_idx ON mtask.runs (task_id) WHERE status = 'running';
+
+-- Functions registered for the events of a name.
+CREATE TABLE mtask.listeners (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event        text NOT NULL,
+    handler      regprocedure NOT NULL,
+    owner        regrole NOT NULL DEFAULT current_user::regrole,
+    takes_event  boolean NOT NULL DEFAULT false,
+    max_attempts int NOT NULL DEFAULT 3,
+    retry_delay  interval NOT NULL DEFAULT '10 seconds',
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT listeners_event_handler_owner_key UNIQUE (event, handler, owner)
+);
+
+-- Emitted events. Each delivery to a listener is a one-shot task.
+CREATE TABLE mtask.events (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event      text NOT NULL,
+    payload    jsonb NOT NULL DEFAULT '{}',
+    owner      regrole NOT NULL DEFAULT current_user::regrole,
+    run_at     timestamptz NOT NULL DEFAULT now(),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    status     text NOT NULL DEFAULT 'queued',
+    message    text
+);
+CREATE INDEX events_unhandled_idx ON mtask.events (event) WHERE status = 'unhandled';
+
+ALTER TABLE mtask.tasks
+    ADD CONSTRAINT tasks_event_id_fkey FOREIGN KEY (event_id) REFERENCES mtask.events (id) ON DELETE CASCADE,
+    ADD CONSTRAINT tasks_listener_id_fkey FOREIGN KEY (listener_id) REFERENCES mtask.listeners (id) ON DELETE SET NULL;
+CREATE INDEX tasks_event_id_idx ON mtask.tasks (event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX tasks_listener_id_idx ON mtask.tasks (listener_id) WHERE listener_id IS NOT NULL;
+
+-- pg_dump keeps the tables' rows with the extension.
+SELECT pg_catalog.pg_extension_config_dump('mtask.tasks', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.listeners', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.events', '');
