@@ -1,7 +1,7 @@
 //! mtask's settings. Everything the worker reads at run time goes through here.
 
-use crate::lifecycle::Catchup;
-use crate::retention::LogRuns;
+use mtask_core::lifecycle::Catchup;
+use mtask_core::retention::LogRuns;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::CString;
 use std::time::Duration;

@@ -1,45 +1,43 @@
 //! mtask: a task scheduler that runs inside PostgreSQL.
 //!
-//! The functional core (`schedule`, `lifecycle`) is plain Rust; the rest is the
-//! Postgres shell around it. See docs/DESIGN.md.
+//! This crate is the Postgres shell around the functional core in
+//! `mtask-core` (schedules, lifecycle, retry and history policy). A task
+//! goes API (`sql/api.sql`) → `mtask.tasks` → a worker claims it
+//! (`worker/claim.rs`) → `executor` → its run is recorded
+//! (`worker/record.rs`). See docs/DESIGN.md.
 
 ::pgrx::pg_module_magic!();
 
 mod api;
 mod executor;
 mod guc;
-pub mod lifecycle;
 mod pg_schedule;
-pub mod retention;
-pub mod retry;
+mod process;
+mod report;
 mod roles;
-pub mod schedule;
 mod shmem;
 mod utility;
 mod worker;
 
-use pgrx::prelude::*;
-use std::sync::atomic::Ordering;
+// The install script: the tables, then the topic files in this order. The
+// update script from the last release is sql/updates/<from>--<to>.sql
+// followed by the same topic files, in the same order (scripts/sql.sh
+// reads this list), so that CREATE EXTENSION and ALTER EXTENSION UPDATE
+// cannot drift apart.
+pgrx::extension_sql_file!("../sql/tables.sql", name = "tables", bootstrap);
+pgrx::extension_sql_file!("../sql/native.sql", name = "native", requires = ["tables"]);
+pgrx::extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = ["native"]);
+pgrx::extension_sql_file!("../sql/api.sql", name = "api", requires = ["triggers"]);
+pgrx::extension_sql_file!("../sql/events.sql", name = "events", requires = ["api"]);
+pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["events"]);
+pgrx::extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
-// A new installation replays the schema as released in 0.1.0 and then every
-// upgrade script, in order: what `CREATE EXTENSION` builds is by construction
-// what `ALTER EXTENSION mtask UPDATE` builds. A script that re-declares a
-// Rust function comes after pgrx's own declaration of it.
-pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-pgrx::extension_sql_file!("../sql/mtask--0.1.0--0.2.0.sql", name = "upgrade_0_2_0", requires = [api::wake_at_commit]);
-pgrx::extension_sql_file!(
-    "../sql/mtask--0.2.0--0.3.0.sql",
-    name = "upgrade_0_3_0",
-    requires = ["upgrade_0_2_0", api::check_program]
-);
-
-#[pg_guard]
+#[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     guc::init();
     utility::init();
-    if preloading {
-        api::PRELOADED.store(true, Ordering::Relaxed);
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        process::preloaded();
         shmem::init();
         worker::register();
     }

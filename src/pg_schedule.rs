@@ -3,12 +3,12 @@
 //! errors into ERRORs with hints.
 
 use crate::guc;
-use crate::schedule::{self, Schedule, ScheduleError, Span};
+use crate::report::raise;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use pgrx::pg_sys::panic::ErrorReport;
+use mtask_core::schedule::{self, Schedule, ScheduleError, Span};
+use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
 use std::ffi::CString;
 
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
@@ -47,22 +47,16 @@ fn read_interval(literal: &str) -> Option<Span> {
     .map(|iv| Span::new(iv.months(), iv.days(), iv.micros()))
 }
 
-/// Reports a message with a hint at `level`; at ERROR it does not return.
-pub fn report(level: PgLogLevel, code: PgSqlErrorCode, message: String, hint: String) {
-    ErrorReport::new(code, message, "mtask").set_hint(hint).report(level);
-}
-
-pub fn raise(code: PgSqlErrorCode, message: String, hint: String) -> ! {
-    report(PgLogLevel::ERROR, code, message, hint);
-    unreachable!("an ERROR report returns control to Postgres")
-}
-
 fn raise_schedule_error(e: ScheduleError) -> ! {
     raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message(), e.hint())
 }
 
+pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
+    Schedule::parse(text, read_interval)
+}
+
 pub fn parse_or_raise(text: &str) -> Schedule {
-    Schedule::parse(text, read_interval).unwrap_or_else(|e| raise_schedule_error(e))
+    parse(text).unwrap_or_else(|e| raise_schedule_error(e))
 }
 
 /// A time zone by name; `None` means the `mtask.timezone` setting.
@@ -76,7 +70,7 @@ pub fn instant_or_raise(what: &str, ts: TimestampWithTimeZone) -> DateTime<Utc> 
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("{what} must be a finite timestamp"),
-            "Use a real point in time, not infinity.".into(),
+            "Use a real point in time, not infinity.",
         )
     })
 }

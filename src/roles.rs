@@ -13,7 +13,7 @@
 //! scheduler there, with the reason, rather than run as nobody.
 
 use crate::executor::session;
-use crate::pg_schedule;
+use crate::report::raise;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, pg_sys};
@@ -97,7 +97,7 @@ unsafe fn refuse_if_owning_tasks(roles: *mut pg_sys::List) {
     });
     let Some((role, count)) = owning else { return };
     let database = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_database_name(pg_sys::MyDatabaseId)) };
-    pg_schedule::raise(
+    raise(
         PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
         format!(
             "role {role} cannot be dropped because it owns {count} mtask task{} in database \"{}\"",

@@ -70,11 +70,9 @@ unsafe extern "C-unwind" fn process_utility(
         match tag {
             pg_sys::NodeTag::T_ReassignOwnedStmt => roles::after_reassign_owned(stmt.cast()),
             pg_sys::NodeTag::T_DropOwnedStmt => roles::after_drop_owned(stmt.cast()),
-            pg_sys::NodeTag::T_CreateExtensionStmt if creates_mtask(stmt.cast()) => {
-                // Only the postmaster's children share mtask's memory.
-                if crate::api::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
-                    pgrx::register_xact_callback(PgXactCallbackEvent::Commit, shmem::ask_launcher_to_look_again);
-                }
+            // Only the postmaster's children share mtask's memory.
+            pg_sys::NodeTag::T_CreateExtensionStmt if creates_mtask(stmt.cast()) && crate::process::is_preloaded() => {
+                pgrx::register_xact_callback(PgXactCallbackEvent::Commit, shmem::ask_launcher_to_look_again);
             }
             _ => {}
         }
@@ -83,7 +81,7 @@ unsafe extern "C-unwind" fn process_utility(
 
 /// The database a DROP DATABASE drops, if it exists and mtask runs here.
 unsafe fn dropped_database(stmt: *mut pg_sys::Node, tag: pg_sys::NodeTag) -> Option<pg_sys::Oid> {
-    if tag != pg_sys::NodeTag::T_DropdbStmt || !crate::api::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
+    if tag != pg_sys::NodeTag::T_DropdbStmt || !crate::process::is_preloaded() {
         return None;
     }
     let oid = unsafe { pg_sys::get_database_oid((*stmt.cast::<pg_sys::DropdbStmt>()).dbname, true) };

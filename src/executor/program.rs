@@ -9,8 +9,11 @@
 //! read as they come (a program that prints more than a pipe holds must not
 //! stall) and kept up to `mtask.program_output_limit` bytes each.
 
-use super::{Outcome, ProgramOutput, RunStatus};
+use super::{Outcome, ProgramOutput};
 use crate::guc;
+use crate::report::Failure;
+use mtask_core::states::RunStatus;
+use pgrx::PgSqlErrorCode;
 use pgrx::pg_sys;
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -88,7 +91,7 @@ impl Drop for Group {
 pub fn run(command: &str, stdin: Option<&str>, timeout_ms: Option<i32>) -> Outcome {
     let words = match split(command) {
         Ok(words) => words,
-        Err(why) => return Outcome::failed("22023".into(), why),
+        Err(why) => return Outcome::failed(Failure::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, why)),
     };
     let mut command = Command::new(&words[0]);
     let input = if stdin.is_some() { Stdio::piped() } else { Stdio::null() };
@@ -104,7 +107,10 @@ pub fn run(command: &str, stdin: Option<&str>, timeout_ms: Option<i32>) -> Outco
     let child = command.spawn();
     let mut group = match child {
         Ok(child) => Group { child, done: false },
-        Err(e) => return Outcome::failed("58000".into(), format!("could not run program \"{}\": {e}", words[0])),
+        Err(e) => {
+            let why = format!("could not run program \"{}\": {e}", words[0]);
+            return Outcome::failed(Failure::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, why));
+        }
     };
     // The payload is written by a thread of its own, which calls nothing of
     // Postgres: a program may read it slowly, or not at all, while this one
@@ -161,23 +167,23 @@ pub fn run(command: &str, stdin: Option<&str>, timeout_ms: Option<i32>) -> Outco
     group.done = true;
 
     let exit_code = status.as_ref().ok().and_then(|s| s.code());
+    let cancelled = |why: &str| Outcome::failed(Failure::new(PgSqlErrorCode::ERRCODE_QUERY_CANCELED, why));
+    let ended = |why: String| Outcome::failed(Failure::new(PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, why));
     let mut outcome = match (ending, status) {
-        (Some(Ending::Timeout), _) => Outcome {
-            status: RunStatus::Timeout,
-            ..Outcome::failed("57014".into(), "the program ran past its timeout and was killed".into())
-        },
-        (Some(Ending::Cancel), _) => {
-            Outcome::failed("57014".into(), "the program was killed on a cancel request".into())
+        (Some(Ending::Timeout), _) => {
+            Outcome { status: RunStatus::Timeout, ..cancelled("the program ran past its timeout and was killed") }
         }
+        (Some(Ending::Cancel), _) => cancelled("the program was killed on a cancel request"),
         (None, Ok(s)) if s.success() => Outcome::succeeded(None),
         (None, Ok(s)) => match (s.code(), s.signal()) {
-            (Some(code), _) => Outcome::failed("38000".into(), format!("the program exited with code {code}")),
-            (None, Some(signal)) => {
-                Outcome::failed("38000".into(), format!("the program was killed by signal {signal}"))
-            }
-            _ => Outcome::failed("38000".into(), "the program ended abnormally".into()),
+            (Some(code), _) => ended(format!("the program exited with code {code}")),
+            (None, Some(signal)) => ended(format!("the program was killed by signal {signal}")),
+            _ => ended("the program ended abnormally".into()),
         },
-        (None, Err(e)) => Outcome::failed("58000".into(), format!("could not wait for the program: {e}")),
+        (None, Err(e)) => {
+            let why = format!("could not wait for the program: {e}");
+            Outcome::failed(Failure::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, why))
+        }
     };
     outcome.program = Some(ProgramOutput { exit_code, stdout: out.text(), stderr: err.text() });
     outcome

@@ -5,7 +5,10 @@
 //! Statements that committed stay committed when a later one fails, so such
 //! a task is at-least-once, not exactly-once.
 
-use super::{Outcome, Timer, describe, session};
+use super::timer::Timer;
+use super::{Outcome, session};
+use crate::report::Failure;
+use pgrx::PgSqlErrorCode;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::CString;
@@ -16,7 +19,10 @@ use std::panic::AssertUnwindSafe;
 /// and returns outside one, with the session as clean as it found it.
 pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcome {
     let Ok(text) = CString::new(command) else {
-        return Outcome::failed("22021".into(), "the command contains a zero byte".into());
+        return Outcome::failed(Failure::new(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            "the command contains a zero byte",
+        ));
     };
     let outcome = run_statements(&text, owner, timeout_ms);
     // Settings made by statements that committed are session settings now.
@@ -29,7 +35,7 @@ pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcom
     .catch_others(|err| {
         unsafe { pg_sys::AbortCurrentTransaction() };
         // A worker that cannot clean its session must not run another task in it.
-        error!("mtask: could not reset the session after a task: {}", describe(&err).1)
+        error!("mtask: could not reset the session after a task: {}", Failure::caught(&err))
     })
     .execute();
     outcome
@@ -63,7 +69,7 @@ fn run_statements(text: &CString, owner: pg_sys::Oid, timeout_ms: Option<i32>) -
         }))
         .catch_others(|err| {
             pg_sys::AbortCurrentTransaction();
-            Err(describe(&err))
+            Err(Failure::caught(&err))
         })
         .execute();
         timer.stop();

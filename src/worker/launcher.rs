@@ -9,11 +9,12 @@
 //! without mtask when CREATE EXTENSION asks it to, and at the list of
 //! databases when a worker exits, on a reload, and every minute.
 
-use super::runner;
-use crate::{guc, pg_schedule, shmem};
+use super::pool;
+use crate::report::warn;
+use crate::{guc, shmem};
+use pgrx::PgSqlErrorCode;
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker};
 use pgrx::prelude::*;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -114,16 +115,14 @@ pub extern "C-unwind" fn mtask_launcher_main(_arg: pg_sys::Datum) {
         // One WARNING when the pool cannot be filled, not one per attempt.
         if missing > 0 && !short_of_processes {
             let all: usize = wanted.iter().map(|(_, n)| n).sum();
-            pg_schedule::report(
-                PgLogLevel::WARNING,
+            warn(
                 PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
                 format!(
                     "mtask could start only {} of its {all} workers: max_worker_processes is used up",
                     all.saturating_sub(missing)
                 ),
                 "Raise max_worker_processes (mtask needs mtask.max_workers + 1) or lower mtask.max_workers; \
-                 tasks still run on the workers that started."
-                    .into(),
+                 tasks still run on the workers that started.",
             );
         }
         short_of_processes = missing > 0;
@@ -202,7 +201,7 @@ fn start_worker(slot: usize, generation: u32) -> Option<DynamicBackgroundWorker>
         .set_type("mtask worker")
         .set_library("mtask")
         .set_function("mtask_worker_main")
-        .set_argument(Some(runner::argument(slot, generation)))
+        .set_argument(Some(pool::argument(slot, generation)))
         .enable_spi_access()
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .set_start_time(pgrx::bgworkers::BgWorkerStartTime::RecoveryFinished)

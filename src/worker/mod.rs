@@ -1,11 +1,20 @@
-//! mtask's background processes. The launcher (`launcher`, backend type
+//! mtask's background processes. The launcher (`launcher.rs`, backend type
 //! "mtask scheduler") is registered at server start and keeps a pool of
-//! `mtask.max_workers` dynamic workers (`runner`, "mtask worker") that claim
-//! and run due tasks; `store` holds their SQL on task rows.
+//! `mtask.max_workers` dynamic workers (`pool.rs`, "mtask worker"). A
+//! worker's step claims due tasks (`claim.rs`), has the executor run them,
+//! and records their runs (`record.rs`); between steps it vacuums
+//! (`maintenance.rs`) and purges the history (`retention.rs`).
 
+mod claim;
 mod launcher;
-pub mod runner;
-mod store;
+mod maintenance;
+mod plans;
+mod pool;
+mod record;
+mod retention;
+mod step;
+mod transaction;
+mod version;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;

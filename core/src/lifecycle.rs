@@ -3,51 +3,33 @@
 
 use crate::retry::RetryPolicy;
 use crate::schedule::Schedule;
+use crate::states::Status;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-/// What happens to slots that passed while the server was down, the task was
-/// paused or the scheduler was busy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Missed {
-    /// One catch-up run for the latest missed slot, then the schedule.
-    Once,
-    /// No catch-up: a slot more than the grace late is passed over.
-    Skip,
-    /// Every missed slot, oldest first, but no more than `max_catchup`.
-    All,
-}
-
-impl Missed {
-    pub fn from_sql(s: &str) -> Option<Missed> {
-        match s {
-            "once" => Some(Missed::Once),
-            "skip" => Some(Missed::Skip),
-            "all" => Some(Missed::All),
-            _ => None,
-        }
+sql_enum! {
+    /// What happens to slots that passed while the server was down, the task
+    /// was paused or the scheduler was busy.
+    pub enum Missed {
+        /// One catch-up run for the latest missed slot, then the schedule.
+        Once = "once",
+        /// No catch-up: a slot more than the grace late is passed over.
+        Skip = "skip",
+        /// Every missed slot, oldest first, but no more than `max_catchup`.
+        All = "all",
     }
 }
 
-/// What happens to a slot that comes while the task's previous run is still
-/// going. Either way the task never runs concurrently with itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overlap {
-    /// The slot is passed over; the next run is the first slot after the
-    /// run ends.
-    Skip,
-    /// One run, for the latest slot that came during the run, starts right
-    /// after it ends.
-    Queue,
-}
-
-impl Overlap {
-    pub fn from_sql(s: &str) -> Option<Overlap> {
-        match s {
-            "skip" => Some(Overlap::Skip),
-            "queue" => Some(Overlap::Queue),
-            _ => None,
-        }
+sql_enum! {
+    /// What happens to a slot that comes while the task's previous run is
+    /// still going. Either way the task never runs concurrently with itself.
+    pub enum Overlap {
+        /// The slot is passed over; the next run is the first slot after the
+        /// run ends.
+        Skip = "skip",
+        /// One run, for the latest slot that came during the run, starts
+        /// right after it ends.
+        Queue = "queue",
     }
 }
 
@@ -86,7 +68,7 @@ pub struct Timing {
 /// The task's state once a run has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct After {
-    pub status: &'static str,
+    pub status: Status,
     pub next: Option<DateTime<Utc>>,
     /// The attempt number of the next run, and the slot it retries.
     pub attempt: i32,
@@ -108,7 +90,7 @@ pub enum Decision {
     /// Run now, for `slot`.
     Run { slot: DateTime<Utc>, skipped: Option<Skipped> },
     /// Run nothing now: the task moves on to `status` and `next`.
-    Pass { skipped: Skipped, status: &'static str, next: Option<DateTime<Utc>> },
+    Pass { skipped: Skipped, status: Status, next: Option<DateTime<Utc>> },
 }
 
 impl Timing {
@@ -118,7 +100,7 @@ impl Timing {
         let skipped_until_now = Skipped { from: due, until: now, past_end: false };
         if self.end_at.is_some_and(|end| now > end) {
             let skipped = Skipped { past_end: true, ..skipped_until_now };
-            return Decision::Pass { skipped, status: "done", next: None };
+            return Decision::Pass { skipped, status: Status::Done, next: None };
         }
         // A retry is for the slot that failed, whatever has passed since.
         if let Some(slot) = self.retry_slot {
@@ -150,7 +132,7 @@ impl Timing {
             return moving_on;
         }
         if self.retry.pauses_after(failures) && next.is_some() {
-            return After { status: "paused", ..moving_on };
+            return After { status: Status::Paused, ..moving_on };
         }
         let runs_left = self.max_runs.is_none_or(|max| self.runs + 1 < max);
         let retry_at = self
@@ -160,7 +142,7 @@ impl Timing {
             .filter(|at| runs_left && self.end_at.is_none_or(|end| *at <= end));
         match retry_at {
             Some(at) => After {
-                status: "scheduled",
+                status: Status::Scheduled,
                 next: Some(at),
                 attempt: self.attempt + 1,
                 retry_slot: Some(slot),
@@ -171,14 +153,9 @@ impl Timing {
     }
 
     /// Status and next run once the slot is over, retries aside.
-    fn following(
-        &self,
-        slot: DateTime<Utc>,
-        ended: DateTime<Utc>,
-        succeeded: bool,
-    ) -> (&'static str, Option<DateTime<Utc>>) {
+    fn following(&self, slot: DateTime<Utc>, ended: DateTime<Utc>, succeeded: bool) -> (Status, Option<DateTime<Utc>>) {
         let Some(schedule) = &self.schedule else {
-            return (if succeeded { "done" } else { "failed" }, None);
+            return (if succeeded { Status::Done } else { Status::Failed }, None);
         };
         // A recurring task's failure is recorded, not fatal: it keeps its slots.
         let next_slot = schedule.slot_after(self.anchor, slot, self.tz);
@@ -195,11 +172,11 @@ impl Timing {
     }
 
     /// `next` within the task's window and run limit, or the end of the task.
-    fn settle(&self, next: Option<DateTime<Utc>>, runs: i64) -> (&'static str, Option<DateTime<Utc>>) {
+    fn settle(&self, next: Option<DateTime<Utc>>, runs: i64) -> (Status, Option<DateTime<Utc>>) {
         let within = |t: &DateTime<Utc>| self.end_at.is_none_or(|end| *t <= end);
         match next.filter(within) {
-            Some(t) if self.max_runs.is_none_or(|max| runs < max) => ("scheduled", Some(t)),
-            _ => ("done", None),
+            Some(t) if self.max_runs.is_none_or(|max| runs < max) => (Status::Scheduled, Some(t)),
+            _ => (Status::Done, None),
         }
     }
 }
@@ -242,7 +219,7 @@ mod tests {
     /// Status and next run, for tests that look at nothing else.
     fn after(t: &Timing, slot: DateTime<Utc>, ended: DateTime<Utc>, ok: bool) -> (&'static str, Option<DateTime<Utc>>) {
         let a = t.after_run(slot, ended, ok, 0.5);
-        (a.status, a.next)
+        (a.status.as_sql(), a.next)
     }
 
     fn one_shot(missed: Missed) -> Timing {
@@ -290,7 +267,7 @@ mod tests {
             d,
             Decision::Pass {
                 skipped: Skipped { from: at(10), until: at(67), past_end: false },
-                status: "scheduled",
+                status: Status::Scheduled,
                 next: Some(at(70))
             }
         );
@@ -300,7 +277,7 @@ mod tests {
             d,
             Decision::Pass {
                 skipped: Skipped { from: at(10), until: at(30), past_end: false },
-                status: "done",
+                status: Status::Done,
                 next: None
             }
         );
@@ -346,7 +323,7 @@ mod tests {
             d,
             Decision::Pass {
                 skipped: Skipped { from: at(20), until: at(26), past_end: true },
-                status: "done",
+                status: Status::Done,
                 next: None
             }
         );
@@ -363,7 +340,7 @@ mod tests {
         assert_eq!(after(&t, at(20), at(21), false), ("done", None));
         // A pass does not use up a run.
         let d = Timing { runs: 2, ..t }.before_run(at(10), at(67), CATCHUP);
-        assert!(matches!(d, Decision::Pass { status: "scheduled", .. }), "{d:?}");
+        assert!(matches!(d, Decision::Pass { status: Status::Scheduled, .. }), "{d:?}");
     }
 
     #[test]
@@ -384,7 +361,7 @@ mod tests {
         let a = t.after_run(at(10), at(11), false, 0.0);
         assert_eq!(
             a,
-            After { status: "scheduled", next: Some(at(16)), attempt: 2, retry_slot: Some(at(10)), failures: 1 }
+            After { status: Status::Scheduled, next: Some(at(16)), attempt: 2, retry_slot: Some(at(10)), failures: 1 }
         );
         // The retry runs for slot 10, even though slot 20 is due by then.
         let t2 = Timing { attempt: 2, retry_slot: Some(at(10)), failures: 1, runs: 1, ..t.clone() };
@@ -396,26 +373,26 @@ mod tests {
         let t3 = Timing { attempt: 3, failures: 2, runs: 2, ..t2.clone() };
         assert_eq!(
             t3.after_run(at(10), at(47), false, 0.5),
-            After { status: "scheduled", next: Some(at(50)), attempt: 1, retry_slot: None, failures: 3 }
+            After { status: Status::Scheduled, next: Some(at(50)), attempt: 1, retry_slot: None, failures: 3 }
         );
         // A success ends the retries and the failure streak.
         assert_eq!(
             t2.after_run(at(10), at(17), true, 0.5),
-            After { status: "scheduled", next: Some(at(20)), attempt: 1, retry_slot: None, failures: 0 }
+            After { status: Status::Scheduled, next: Some(at(20)), attempt: 1, retry_slot: None, failures: 0 }
         );
         // A one-shot task fails for good only when its attempts are used up.
         let once = Timing { schedule: None, ..t.clone() };
-        assert_eq!(once.after_run(at(10), at(11), false, 0.0).status, "scheduled");
-        assert_eq!(Timing { attempt: 3, ..once }.after_run(at(10), at(11), false, 0.0).status, "failed");
+        assert_eq!(once.after_run(at(10), at(11), false, 0.0).status, Status::Scheduled);
+        assert_eq!(Timing { attempt: 3, ..once }.after_run(at(10), at(11), false, 0.0).status, Status::Failed);
     }
 
     #[test]
     fn retries_respect_end_at_and_max_runs() {
         let retry = RetryPolicy { max_attempts: 3, ..every_ten(Missed::Once).retry };
         let t = Timing { retry, end_at: Some(at(14)), ..every_ten(Missed::Once) };
-        assert_eq!(t.after_run(at(10), at(11), false, 0.0).status, "done");
+        assert_eq!(t.after_run(at(10), at(11), false, 0.0).status, Status::Done);
         let t = Timing { retry, max_runs: Some(1), ..every_ten(Missed::Once) };
-        assert_eq!(t.after_run(at(10), at(11), false, 0.0).status, "done");
+        assert_eq!(t.after_run(at(10), at(11), false, 0.0).status, Status::Done);
     }
 
     #[test]
@@ -423,7 +400,7 @@ mod tests {
         let retry = RetryPolicy { max_consecutive_failures: Some(2), ..every_ten(Missed::Once).retry };
         let t = Timing { retry, failures: 1, ..every_ten(Missed::Once) };
         let a = t.after_run(at(10), at(11), false, 0.5);
-        assert_eq!((a.status, a.next, a.failures), ("paused", Some(at(20)), 2));
+        assert_eq!((a.status, a.next, a.failures), (Status::Paused, Some(at(20)), 2));
         // A success in between resets the count.
         assert_eq!(t.after_run(at(10), at(11), true, 0.5).failures, 0);
     }

@@ -23,7 +23,7 @@ pub enum Schedule {
     /// Fixed delay: the next run comes `span` after the previous one ended.
     After(Span),
     /// Wall-clock times in the task's time zone.
-    Cron(CronSchedule),
+    Cron(Box<CronSchedule>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Schedule {
     /// every literal Postgres accepts is accepted here too.
     pub fn parse(text: &str, read_interval: impl FnOnce(&str) -> Option<Span>) -> Result<Schedule, ScheduleError> {
         if cron::looks_like_cron(text) {
-            return CronSchedule::parse(text).map(Schedule::Cron);
+            return CronSchedule::parse(text).map(|c| Schedule::Cron(Box::new(c)));
         }
         let (fixed_delay, literal) = interval_literal(text)?;
         let span = read_interval(literal).ok_or_else(|| ScheduleError::Unparsable(text.to_string()))?;

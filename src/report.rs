@@ -1,0 +1,58 @@
+//! Messages for users and the log: ERRORs and WARNINGs with a hint, and what
+//! an error caught from Postgres or Rust said. SQLSTATEs stay typed
+//! (`PgSqlErrorCode`) until they are written into a run record.
+
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use std::ffi::CStr;
+
+/// Reports a message with a hint at `level`; at ERROR it does not return.
+pub fn report(level: PgLogLevel, code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) {
+    ErrorReport::new(code, message.into(), "mtask").set_hint(hint.into()).report(level);
+}
+
+/// An ERROR with a hint.
+pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
+    report(PgLogLevel::ERROR, code, message, hint);
+    unreachable!("an ERROR report returns control to Postgres")
+}
+
+/// A WARNING with a hint.
+pub fn warn(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) {
+    report(PgLogLevel::WARNING, code, message, hint);
+}
+
+/// An error as a run record keeps it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Failure {
+        Failure { code, message: message.into() }
+    }
+
+    /// What an error caught from Postgres or from Rust said.
+    pub fn caught(err: &CaughtError) -> Failure {
+        let report = match err {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
+                r
+            }
+        };
+        Failure::new(report.sql_error_code(), report.message())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The five-character SQLSTATE of `code`, as `mtask.runs.sqlstate` holds it.
+pub fn sqlstate(code: PgSqlErrorCode) -> String {
+    unsafe { CStr::from_ptr(pg_sys::unpack_sql_state(code as i32)) }.to_string_lossy().into_owned()
+}

@@ -1,0 +1,198 @@
+//! Claiming due tasks: the claim's SQL, the row it reads, and the `Task` a
+//! claimed row becomes. The row's columns are declared once, in
+//! `task_row!`, which makes both the claim's SELECT list and the reader, so
+//! that a column cannot be read at the wrong position.
+
+use super::plans;
+use crate::executor::{Command, What};
+use crate::{guc, pg_schedule};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use mtask_core::lifecycle::{Missed, Overlap, Timing};
+use mtask_core::retention::LogRuns;
+use mtask_core::retry::RetryPolicy;
+use mtask_core::states::{CommandType, Kind};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgBuiltInOids;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiError, SpiHeapTupleData, SpiResult};
+
+/// Declares `TaskRow`, one field per column the claim reads (`req`: never
+/// NULL, `opt`: may be), and `SELECT_LIST`, the same columns in the same
+/// order.
+macro_rules! task_row {
+    ($($field:ident: $null:ident $ty:ty = $sql:literal,)+) => {
+        /// A claimed row as SQL gives it.
+        pub struct TaskRow {
+            $(pub $field: task_row!(@type $null $ty),)+
+        }
+
+        const SELECT_LIST: &str = concat!($($sql, ", ",)+ "NULL");
+
+        impl TaskRow {
+            fn read(row: &SpiHeapTupleData) -> SpiResult<TaskRow> {
+                let mut ordinal = 0;
+                Ok(TaskRow {
+                    $($field: {
+                        ordinal += 1;
+                        task_row!(@get $null row, ordinal, stringify!($field))
+                    },)+
+                })
+            }
+        }
+    };
+    (@type req $ty:ty) => { $ty };
+    (@type opt $ty:ty) => { Option<$ty> };
+    (@get req $row:ident, $n:ident, $name:expr) => { $row.get($n)?.ok_or_else(|| null_in($name))? };
+    (@get opt $row:ident, $n:ident, $name:expr) => { $row.get($n)? };
+}
+
+task_row! {
+    id: req i64 = "id",
+    command: req String = "command",
+    owner: req pg_sys::Oid = "owner::oid",
+    kind: req String = "kind",
+    schedule: opt String = "schedule",
+    timezone: req String = "timezone",
+    start_at: req TimestampWithTimeZone = "start_at",
+    next_run_at: req TimestampWithTimeZone = "next_run_at",
+    missed: req String = "missed",
+    end_at: opt TimestampWithTimeZone = "end_at",
+    max_runs: opt i64 = "max_runs",
+    run_count: req i64 = "run_count",
+    timeout_ms: opt i64 = "(extract(epoch FROM timeout) * 1000)::bigint",
+    max_attempts: req i32 = "max_attempts",
+    retry_delay_us: req i64 = "(extract(epoch FROM retry_delay) * 1000000)::bigint",
+    retry_max_delay_us: req i64 = "(extract(epoch FROM retry_max_delay) * 1000000)::bigint",
+    max_consecutive_failures: opt i32 = "max_consecutive_failures",
+    attempt: req i32 = "attempt",
+    retry_slot: opt TimestampWithTimeZone = "retry_slot",
+    consecutive_failures: req i32 = "consecutive_failures",
+    transactional: req bool = "transactional",
+    overlap: req String = "overlap",
+    command_type: req String = "command_type",
+    log_runs: opt String = "log_runs",
+    payload: opt String = "payload::text",
+}
+
+fn null_in(column: &str) -> SpiError {
+    SpiError::DatumError(pgrx::datum::TryFromDatumError::IncompatibleTypes {
+        rust_type: "a value",
+        rust_oid: pg_sys::InvalidOid,
+        datum_type: format!("NULL in column {column}"),
+        datum_oid: pg_sys::InvalidOid,
+    })
+}
+
+/// The partial index tasks_due_idx (next_run_at, priority DESC, id) WHERE
+/// status = 'scheduled' hands this the first due task in order without a
+/// sort, and SKIP LOCKED lets other workers pass a task that is running.
+/// Due time first, so no task starves; priority only breaks ties.
+fn claim_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {SELECT_LIST} FROM mtask.tasks
+             WHERE status = 'scheduled' AND next_run_at <= now() AND (transactional OR $1)
+             ORDER BY next_run_at, priority DESC, id
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED"
+        )
+    })
+}
+
+/// The first due task, locked; a non-transactional one only if `any_kind`.
+pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<TaskRow>> {
+    let args = [DatumWithOid::from(any_kind)];
+    let rows = plans::execute(client, claim_sql(), &[PgBuiltInOids::BOOLOID], Some(1), &args)?;
+    rows.first().map(TaskRow::read).transpose()
+}
+
+/// A claimed task, in the core's terms.
+pub struct Task {
+    pub id: i64,
+    pub command: String,
+    pub owner: pg_sys::Oid,
+    pub command_type: CommandType,
+    /// What a notify task sends and a program task reads on stdin.
+    pub payload: Option<String>,
+    /// Runs outside a transaction, each statement committed on its own.
+    pub outside: bool,
+    pub due: DateTime<Utc>,
+    /// The task's own log_runs, else the setting's.
+    pub log_runs: LogRuns,
+    /// None: mtask.default_timeout.
+    timeout_ms: Option<i64>,
+    pub timing: Timing,
+}
+
+impl Task {
+    /// The task a claimed row says, or why it cannot be run.
+    pub fn from_row(row: &TaskRow) -> Result<Task, String> {
+        let instant = |what: &str, ts: TimestampWithTimeZone| {
+            pg_schedule::to_chrono(ts).ok_or_else(|| format!("its {what} is not a finite timestamp"))
+        };
+        let named = |what: &str, text: &str| format!("its {what} \"{text}\" is not one mtask knows");
+        let kind = Kind::from_sql(&row.kind).ok_or_else(|| named("kind", &row.kind))?;
+        let schedule = match (kind, &row.schedule) {
+            (Kind::Recurring, Some(text)) => Some(pg_schedule::parse(text).map_err(|e| e.message())?),
+            (Kind::Recurring, None) => return Err("it is recurring but has no schedule".into()),
+            (Kind::Once, _) => None,
+        };
+        let tz: Tz = mtask_core::schedule::time_zone(&row.timezone).map_err(|e| e.message())?;
+        let command_type =
+            CommandType::from_sql(&row.command_type).ok_or_else(|| named("command type", &row.command_type))?;
+        let log_runs = match &row.log_runs {
+            Some(text) => LogRuns::from_sql(text).ok_or_else(|| named("log_runs", text))?,
+            None => guc::log_runs(),
+        };
+        let timing = Timing {
+            schedule,
+            anchor: instant("start_at", row.start_at)?,
+            tz,
+            missed: Missed::from_sql(&row.missed).ok_or_else(|| named("missed-run policy", &row.missed))?,
+            overlap: Overlap::from_sql(&row.overlap).ok_or_else(|| named("overlap policy", &row.overlap))?,
+            end_at: row.end_at.map(|t| instant("end_at", t)).transpose()?,
+            max_runs: row.max_runs,
+            runs: row.run_count,
+            retry: RetryPolicy {
+                max_attempts: row.max_attempts,
+                base: chrono::Duration::microseconds(row.retry_delay_us),
+                cap: chrono::Duration::microseconds(row.retry_max_delay_us),
+                max_consecutive_failures: row.max_consecutive_failures,
+            },
+            attempt: row.attempt,
+            retry_slot: row.retry_slot.map(|t| instant("retry_slot", t)).transpose()?,
+            failures: row.consecutive_failures,
+        };
+        Ok(Task {
+            id: row.id,
+            command: row.command.clone(),
+            owner: row.owner,
+            command_type,
+            payload: row.payload.clone(),
+            // A program's effects cannot be rolled back, whatever the row says.
+            outside: !row.transactional || command_type == CommandType::Program,
+            due: instant("next_run_at", row.next_run_at)?,
+            log_runs,
+            timeout_ms: row.timeout_ms,
+            timing,
+        })
+    }
+
+    /// The run's timeout: the task's own, else mtask.default_timeout.
+    pub fn timeout_ms(&self) -> i32 {
+        self.timeout_ms.map_or_else(guc::default_timeout_ms, |ms| ms.clamp(0, i32::MAX.into()) as i32)
+    }
+
+    /// What the task runs: a notify task's channel and payload become the
+    /// pg_notify() that sends it.
+    pub fn command(&self) -> Command<'_> {
+        let what = match self.command_type {
+            CommandType::Sql => What::Sql(self.command.as_str().into()),
+            CommandType::Notify => What::notify(&self.command, self.payload.as_deref().unwrap_or("")),
+            CommandType::Program => What::Program { command: &self.command, stdin: self.payload.as_deref() },
+        };
+        Command { what, owner: self.owner, timeout_ms: Some(self.timeout_ms()) }
+    }
+}

@@ -1,0 +1,86 @@
+//! The scheduler's own statements, each planned once per worker and kept for
+//! its life, so that the hot path parses and plans nothing of its own.
+//! Postgres re-plans a kept plan by itself when the tables change.
+//!
+//! They are prepared as generic plans. Left to choose, the plan cache plans
+//! a statement afresh on every execution when a plan for the parameters at
+//! hand looks cheaper than the generic one, as it always does for the
+//! record statement, whose parameters are arrays of one element or a few:
+//! that planning cost more than the statement.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::{self, PgBuiltInOids};
+use pgrx::spi::{SpiClient, SpiError, SpiHeapTupleData, SpiResult};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+
+thread_local! {
+    static PLANS: RefCell<HashMap<&'static str, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `sql`, whose parameters have `types`, through its kept plan, and
+/// returns the rows it returned (at most `limit`, if given). The client
+/// stands for the SPI connection the rows live in.
+pub fn execute<'conn>(
+    _client: &mut SpiClient<'conn>,
+    sql: &'static str,
+    types: &[PgBuiltInOids],
+    limit: Option<i64>,
+    args: &[DatumWithOid],
+) -> SpiResult<Vec<SpiHeapTupleData<'conn>>> {
+    let plan = PLANS.with_borrow_mut(|plans| -> SpiResult<pg_sys::SPIPlanPtr> {
+        if let Some(plan) = plans.get(sql) {
+            return Ok(*plan);
+        }
+        let text = CString::new(sql).expect("the scheduler's SQL has no zero byte");
+        let mut oids: Vec<pg_sys::Oid> = types.iter().map(|t| pg_sys::Oid::from(*t as u32)).collect();
+        let plan = unsafe {
+            pg_sys::SPI_prepare_cursor(
+                text.as_ptr(),
+                oids.len() as i32,
+                oids.as_mut_ptr(),
+                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            )
+        };
+        if plan.is_null() || unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
+            return Err(SpiError::PreparedStatementArgumentMismatch { expected: types.len(), got: args.len() });
+        }
+        plans.insert(sql, plan);
+        Ok(plan)
+    })?;
+    let (mut values, mut nulls): (Vec<pg_sys::Datum>, Vec<std::ffi::c_char>) = args
+        .iter()
+        .map(|a| match a.datum() {
+            Some(d) => (d.sans_lifetime(), b' ' as std::ffi::c_char),
+            None => (pg_sys::Datum::from(0usize), b'n' as std::ffi::c_char),
+        })
+        .unzip();
+    unsafe {
+        pg_sys::SPI_tuptable = std::ptr::null_mut();
+        let status = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, limit.unwrap_or(0));
+        if status < 0 {
+            return Err(SpiError::SpiError(pgrx::spi::SpiErrorCodes::try_from(status).unwrap_or(
+                pgrx::spi::SpiErrorCodes::Unconnected,
+            )));
+        }
+        let table = pg_sys::SPI_tuptable;
+        if table.is_null() {
+            return Ok(Vec::new());
+        }
+        (0..pg_sys::SPI_processed as usize)
+            .map(|i| {
+                SpiHeapTupleData::new((*table).tupdesc, *(*table).vals.add(i))
+                    .map(|row| row.expect("SPI returned a row with its descriptor"))
+            })
+            .collect()
+    }
+}
+
+/// The first column of the first row, if there is one.
+pub fn first<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(rows: &[SpiHeapTupleData]) -> SpiResult<Option<T>> {
+    match rows.first() {
+        Some(row) => row.get(1),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,214 @@
+//! Recording runs: how each run ended (its run row) and the task's new state,
+//! in one statement for any number of runs. A run record is one struct,
+//! `RunRecord`, and its binding to that statement lives in `record_columns!`
+//! alone: one array parameter per field, unnested into rows.
+
+use super::plans;
+use crate::executor::Outcome;
+use crate::pg_schedule::to_pg;
+use crate::report;
+use chrono::{DateTime, Utc};
+use mtask_core::lifecycle::{After, Skipped};
+use mtask_core::states::{RunStatus, Status};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgBuiltInOids as Type;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiResult};
+
+/// How one run ended, and what becomes of its task.
+pub struct RunRecord {
+    pub task_id: i64,
+    /// The 'running' run row of a non-transactional run, committed before it
+    /// started; None for a run recorded in the transaction it ran in.
+    pub run_id: Option<i64>,
+    /// The slot the run was for.
+    pub slot: DateTime<Utc>,
+    pub attempt: i32,
+    pub started_at: TimestampWithTimeZone,
+    pub finished_at: TimestampWithTimeZone,
+    pub outcome: Outcome,
+    /// Whether the task's log_runs keeps a run that ended so; if not, no run
+    /// row is made, and a 'running' one is deleted.
+    pub logged: bool,
+    pub after: After,
+    pub pause_reason: Option<String>,
+}
+
+/// Declares `COLUMNS`, the record statement's parameters (a name, an SQL
+/// array type and its OID each), and `bind`, which makes those parameters
+/// from records: each is an array with one element per record.
+macro_rules! record_columns {
+    ($($name:ident $sqltype:literal $oid:ident => |$r:ident| $value:expr,)+) => {
+        const COLUMNS: &[(&str, &str, Type)] = &[$((stringify!($name), $sqltype, Type::$oid),)+];
+
+        fn bind(records: &[RunRecord]) -> Vec<DatumWithOid<'static>> {
+            vec![$(DatumWithOid::from(records.iter().map(|$r| $value).collect::<Vec<_>>()),)+]
+        }
+    };
+}
+
+record_columns! {
+    task_id "bigint[]" INT8ARRAYOID => |r| r.task_id,
+    run_id "bigint[]" INT8ARRAYOID => |r| r.run_id,
+    scheduled_for "timestamptz[]" TIMESTAMPTZARRAYOID => |r| to_pg(r.slot),
+    attempt "int[]" INT4ARRAYOID => |r| r.attempt,
+    started_at "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.started_at,
+    finished_at "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.finished_at,
+    status "text[]" TEXTARRAYOID => |r| r.outcome.status.as_sql(),
+    sqlstate "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().map(|f| report::sqlstate(f.code)),
+    message "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().map(|f| f.message.clone()),
+    rows "bigint[]" INT8ARRAYOID => |r| r.outcome.rows,
+    exit_code "int[]" INT4ARRAYOID => |r| r.outcome.program.as_ref().and_then(|p| p.exit_code),
+    stdout "text[]" TEXTARRAYOID => |r| r.outcome.program.as_ref().map(|p| p.stdout.clone()),
+    stderr "text[]" TEXTARRAYOID => |r| r.outcome.program.as_ref().map(|p| p.stderr.clone()),
+    logged "boolean[]" BOOLARRAYOID => |r| r.logged,
+    next_status "text[]" TEXTARRAYOID => |r| r.after.status.as_sql(),
+    next_run_at "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.after.next.map(to_pg),
+    next_attempt "int[]" INT4ARRAYOID => |r| r.after.attempt,
+    retry_slot "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.after.retry_slot.map(to_pg),
+    failures "int[]" INT4ARRAYOID => |r| r.after.failures,
+    pause_reason "text[]" TEXTARRAYOID => |r| r.pause_reason.clone(),
+}
+
+/// The record statements: one for runs recorded in the transaction they ran
+/// in, one for runs committed as 'running' first. A task whose command
+/// deleted it (say, by unscheduling itself) gets no run row.
+fn record_sql(running: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let [new, ran] = SQL.get_or_init(|| {
+        let arrays: Vec<String> = COLUMNS.iter().enumerate().map(|(i, (_, t, _))| format!("${}::{t}", i + 1)).collect();
+        let names: Vec<&str> = COLUMNS.iter().map(|(name, _, _)| *name).collect();
+        let records = format!("r AS (SELECT * FROM unnest({}) AS r({}))", arrays.join(", "), names.join(", "));
+        let task = "UPDATE mtask.tasks t SET
+                 last_run_at = r.started_at,
+                 last_status = r.status,
+                 last_error = r.message,
+                 run_count = t.run_count + 1,
+                 failure_count = t.failure_count + CASE WHEN r.status = 'succeeded' THEN 0 ELSE 1 END,
+                 status = r.next_status,
+                 next_run_at = r.next_run_at,
+                 attempt = r.next_attempt,
+                 retry_slot = r.retry_slot,
+                 consecutive_failures = r.failures,
+                 pause_reason = r.pause_reason
+             FROM r WHERE t.id = r.task_id";
+        [
+            format!(
+                "WITH {records},
+                 new_run AS (
+                     INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status,
+                                             sqlstate, message, rows, exit_code, stdout, stderr)
+                     SELECT r.task_id, r.scheduled_for, r.attempt, r.started_at, r.finished_at, r.status,
+                            r.sqlstate, r.message, r.rows, r.exit_code, r.stdout, r.stderr
+                     FROM r JOIN mtask.tasks t ON t.id = r.task_id
+                     WHERE r.logged)
+                 {task}"
+            ),
+            format!(
+                "WITH {records},
+                 ended_run AS (
+                     UPDATE mtask.runs u SET finished_at = r.finished_at, status = r.status, sqlstate = r.sqlstate,
+                            message = r.message, rows = r.rows, exit_code = r.exit_code, stdout = r.stdout,
+                            stderr = r.stderr
+                     FROM r WHERE u.id = r.run_id AND r.logged),
+                 unlogged_run AS (
+                     DELETE FROM mtask.runs d USING r WHERE d.id = r.run_id AND NOT r.logged)
+                 {task}"
+            ),
+        ]
+    });
+    if running { ran } else { new }
+}
+
+/// Records `records` in one statement: all of them runs recorded in the
+/// transaction they ran in, or all committed as 'running' first.
+pub fn record(client: &mut SpiClient<'_>, records: &[RunRecord]) -> SpiResult<()> {
+    static TYPES: std::sync::OnceLock<Vec<Type>> = std::sync::OnceLock::new();
+    let types = TYPES.get_or_init(|| COLUMNS.iter().map(|(_, _, oid)| *oid).collect());
+    let running = records.iter().any(|r| r.run_id.is_some());
+    debug_assert!(!running || records.iter().all(|r| r.run_id.is_some()));
+    plans::execute(client, record_sql(running), types, None, &bind(records))?;
+    Ok(())
+}
+
+/// A non-transactional run, committed as 'running' before it starts (with
+/// the worker's pid and backend_start, so that a crash mid-run is seen
+/// afterwards), and its task marked 'running', so it cannot start twice.
+const START_RUN: &str = "
+    WITH run AS (
+        INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, status, pid, backend_start)
+        SELECT $1, $2, $3, $4, 'running', pid, backend_start
+        FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()
+        RETURNING id
+    ), task AS (
+        UPDATE mtask.tasks SET status = 'running' WHERE id = $1
+    )
+    SELECT id FROM run";
+
+pub fn start_run(
+    client: &mut SpiClient<'_>,
+    task_id: i64,
+    slot: DateTime<Utc>,
+    attempt: i32,
+    started_at: TimestampWithTimeZone,
+) -> SpiResult<i64> {
+    let args = [task_id.into(), to_pg(slot).into(), attempt.into(), started_at.into()];
+    let types = [Type::INT8OID, Type::TIMESTAMPTZOID, Type::INT4OID, Type::TIMESTAMPTZOID];
+    let id: Option<i64> = plans::first(&plans::execute(client, START_RUN, &types, Some(1), &args)?)?;
+    id.ok_or(pgrx::spi::SpiError::InvalidPosition)
+}
+
+/// Runs left 'running' by a worker that is gone (a crash, a restart, a
+/// terminated worker) are closed as 'crashed', and their tasks scheduled
+/// again: their next_run_at is still the slot that was running, so the
+/// missed-run policy decides whether it runs again.
+const RECOVER_ORPHANS: &str = "
+    WITH orphans AS (
+        UPDATE mtask.runs r SET status = 'crashed', finished_at = now(),
+               message = 'the worker running it stopped before the run ended'
+        WHERE r.status = 'running'
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                          WHERE a.pid = r.pid AND a.backend_start = r.backend_start)
+        RETURNING r.task_id
+    )
+    UPDATE mtask.tasks t SET status = 'scheduled', last_status = 'crashed',
+           last_error = 'the worker running it stopped before the run ended'
+    FROM orphans o WHERE t.id = o.task_id AND t.status = 'running'";
+
+pub fn recover_orphans(client: &mut SpiClient<'_>) -> SpiResult<()> {
+    plans::execute(client, RECOVER_ORPHANS, &[], None, &[])?;
+    Ok(())
+}
+
+/// Records slots that were passed over as one 'skipped' run.
+pub fn record_skipped(client: &mut SpiClient<'_>, task_id: i64, skipped: &Skipped) -> SpiResult<()> {
+    let message = if skipped.past_end {
+        format!("not run: the task's end_at had passed when it came due at {}", skipped.from)
+    } else {
+        format!("not run: runs due from {} until {} were missed", skipped.from, skipped.until)
+    };
+    let args = [task_id.into(), to_pg(skipped.from).into(), message.into(), RunStatus::Skipped.as_sql().into()];
+    client.update(
+        "INSERT INTO mtask.runs (task_id, scheduled_for, started_at, finished_at, status, message)
+         VALUES ($1, $2, now(), now(), $4, $3)",
+        None,
+        &args,
+    )?;
+    Ok(())
+}
+
+/// Moves a task on without running it.
+pub fn pass(client: &mut SpiClient<'_>, task_id: i64, status: Status, next: Option<DateTime<Utc>>) -> SpiResult<()> {
+    let args = [task_id.into(), status.as_sql().into(), next.map(to_pg).into()];
+    client.update("UPDATE mtask.tasks SET status = $2, next_run_at = $3 WHERE id = $1", None, &args)?;
+    Ok(())
+}
+
+/// Strictly after the claim's now(): a task due by then but not claimed is
+/// locked (running, or held by a user's transaction) and nothing would wake
+/// us when the lock goes, so it is left to the next naptime.
+const NEXT_DUE: &str = "SELECT min(next_run_at) FROM mtask.tasks WHERE status = 'scheduled' AND next_run_at > now()";
+
+pub fn next_due(client: &mut SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
+    plans::first(&plans::execute(client, NEXT_DUE, &[], Some(1), &[])?)
+}
