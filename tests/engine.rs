@@ -3,33 +3,13 @@
 mod common;
 
 use common::Cluster;
-use std::time::{Duration, Instant};
-
-fn with_extension(conf: &str) -> Cluster {
-    let c = Cluster::start(conf);
-    c.sql("CREATE EXTENSION mtask");
-    c.sql("CREATE TABLE hits (task text, at timestamptz DEFAULT clock_timestamp())");
-    c
-}
-
-/// Polls `sql` until it returns `expected`, failing after `deadline`.
-fn wait_within(c: &Cluster, deadline: Duration, sql: &str, expected: &str) {
-    let start = Instant::now();
-    loop {
-        let got = c.try_sql(sql).unwrap_or_default();
-        if got == expected {
-            return;
-        }
-        assert!(start.elapsed() < deadline, "`{sql}` still returns {got:?}, not {expected:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 /// With mtask.naptime at its 60 s maximum, only a wake-up at commit can start
 /// these tasks within the 30 s this test allows.
 #[test]
 fn committing_a_due_task_wakes_the_workers() {
-    let c = with_extension("mtask.naptime = '60s'");
+    let c = Cluster::with_hits("mtask.naptime = '60s'");
     c.worker_pids();
     // Let the workers finish their first look and go to sleep.
     c.wait_for(
@@ -37,14 +17,14 @@ fn committing_a_due_task_wakes_the_workers() {
         "2",
     );
     c.sql("SELECT mtask.schedule_at('now', now(), $$INSERT INTO hits VALUES ('now')$$)");
-    wait_within(&c, Duration::from_secs(30), "SELECT count(*) FROM hits WHERE task = 'now'", "1");
+    c.wait_for_within("postgres", Duration::from_secs(30), "SELECT count(*) FROM hits WHERE task = 'now'", "1");
     // A task due in two seconds: the wake-up sets the workers' sleep to it.
     c.sql("SELECT mtask.schedule_at('soon', now() + interval '2 seconds', $$INSERT INTO hits VALUES ('soon')$$)");
-    wait_within(&c, Duration::from_secs(30), "SELECT count(*) FROM hits WHERE task = 'soon'", "1");
+    c.wait_for_within("postgres", Duration::from_secs(30), "SELECT count(*) FROM hits WHERE task = 'soon'", "1");
     // A resumed task, and a plain UPDATE that moves a run to now, wake them too.
     c.sql("SELECT mtask.schedule_at('paused', now() + interval '1 day', $$INSERT INTO hits VALUES ('moved')$$)");
     c.sql("UPDATE mtask.tasks SET next_run_at = now() WHERE name = 'paused'");
-    wait_within(&c, Duration::from_secs(30), "SELECT count(*) FROM hits WHERE task = 'moved'", "1");
+    c.wait_for_within("postgres", Duration::from_secs(30), "SELECT count(*) FROM hits WHERE task = 'moved'", "1");
     // A rolled-back schedule runs nothing.
     c.sql("BEGIN; SELECT mtask.schedule_at('gone', now(), $$INSERT INTO hits VALUES ('gone')$$); ROLLBACK");
     assert_eq!(c.sql("SELECT count(*) FROM mtask.tasks WHERE name = 'gone'"), "0");
@@ -52,7 +32,7 @@ fn committing_a_due_task_wakes_the_workers() {
 
 #[test]
 fn a_long_task_does_not_hold_up_others() {
-    let c = with_extension("mtask.max_workers = 2");
+    let c = Cluster::with_hits("mtask.max_workers = 2");
     c.sql("SELECT mtask.schedule_at('long', now(), 'SELECT pg_sleep(3600)')");
     let long =
         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
@@ -64,7 +44,7 @@ fn a_long_task_does_not_hold_up_others() {
 
 #[test]
 fn when_the_pool_is_full_tasks_wait_in_due_order() {
-    let c = with_extension("mtask.max_workers = 2");
+    let c = Cluster::with_hits("mtask.max_workers = 2");
     c.sql(
         "SELECT mtask.schedule_at('long' || n, now(), 'SELECT pg_sleep(3600)') FROM generate_series(1, 2) n;
          SELECT mtask.schedule_at('second', now() + interval '0.2 seconds', $$INSERT INTO hits VALUES ('second')$$);
@@ -89,7 +69,7 @@ fn when_the_pool_is_full_tasks_wait_in_due_order() {
 fn running_out_of_worker_processes_warns_once() {
     // Of three processes, the logical replication launcher takes one and
     // mtask's launcher another: one worker of four starts.
-    let c = with_extension("max_worker_processes = 3\nmtask.max_workers = 4");
+    let c = Cluster::with_hits("max_worker_processes = 3\nmtask.max_workers = 4");
     let warning = "mtask could start only 1 of its 4 workers";
     c.wait_for_log(warning);
     c.sql("SELECT mtask.schedule_at('x', now(), $$INSERT INTO hits VALUES ('x')$$)");
@@ -102,7 +82,7 @@ fn running_out_of_worker_processes_warns_once() {
 
 #[test]
 fn a_run_past_its_timeout_is_cancelled_and_the_pool_carries_on() {
-    let c = with_extension("mtask.default_timeout = '300ms'");
+    let c = Cluster::with_hits("mtask.default_timeout = '300ms'");
     c.sql("SELECT mtask.schedule_at('own', now(), 'SELECT pg_sleep(3600)', timeout => '0.5 seconds')");
     c.sql("SELECT mtask.schedule_at('default', now(), 'SELECT pg_sleep(3600)')");
     c.wait_for(
@@ -127,7 +107,7 @@ fn a_run_past_its_timeout_is_cancelled_and_the_pool_carries_on() {
 
 #[test]
 fn failed_runs_are_retried_with_their_attempt_numbers() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("CREATE SEQUENCE tries");
     // Fails on its first attempt only: nextval is not rolled back.
     c.sql(
@@ -160,7 +140,7 @@ fn failed_runs_are_retried_with_their_attempt_numbers() {
 
 #[test]
 fn a_task_that_keeps_failing_is_paused_with_the_reason() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("SELECT mtask.schedule('bad', 'every 0.1 seconds', 'SELECT 1/0', max_consecutive_failures => 3)");
     c.wait_for("SELECT status FROM mtask.tasks", "paused");
     assert_eq!(
@@ -175,7 +155,7 @@ fn a_task_that_keeps_failing_is_paused_with_the_reason() {
 
 #[test]
 fn non_transactional_tasks_run_each_statement_top_level() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql(
         "CREATE TABLE big AS SELECT g AS n FROM generate_series(1, 1000) g;
          CREATE PROCEDURE twice() LANGUAGE plpgsql AS $$
@@ -204,7 +184,7 @@ fn non_transactional_tasks_run_each_statement_top_level() {
 
 #[test]
 fn a_failing_non_transactional_task_keeps_what_committed_before_the_failure() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql(
         "SELECT mtask.schedule_at('partial', now(),
              $$INSERT INTO hits VALUES ('before'); SELECT 1/0; INSERT INTO hits VALUES ('after')$$,
@@ -217,7 +197,7 @@ fn a_failing_non_transactional_task_keeps_what_committed_before_the_failure() {
 
 #[test]
 fn a_run_left_running_by_a_dead_worker_is_closed_as_crashed_and_rescheduled() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("CREATE SEQUENCE tries");
     // Sleeps an hour the first time only; nextval survives the kill.
     c.sql(
@@ -238,7 +218,7 @@ fn a_run_left_running_by_a_dead_worker_is_closed_as_crashed_and_rescheduled() {
 
 #[test]
 fn a_slot_that_comes_during_a_run_is_skipped_or_queued() {
-    let c = with_extension("mtask.max_workers = 2");
+    let c = Cluster::with_hits("mtask.max_workers = 2");
     for overlap in ["skip", "queue"] {
         c.sql(&format!(
             "SELECT mtask.schedule('{overlap}', 'every 0.5 seconds', 'SELECT pg_sleep(1.2)', overlap => '{overlap}')"
@@ -267,7 +247,7 @@ fn a_slot_that_comes_during_a_run_is_skipped_or_queued() {
 
 #[test]
 fn priority_breaks_ties_between_tasks_due_together() {
-    let c = with_extension("mtask.max_workers = 1");
+    let c = Cluster::with_hits("mtask.max_workers = 1");
     c.sql("SELECT mtask.schedule_at('long', now(), 'SELECT pg_sleep(3600)')");
     let running =
         "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'";
@@ -286,7 +266,7 @@ fn priority_breaks_ties_between_tasks_due_together() {
 /// still runs exactly once.
 #[test]
 fn a_failure_at_commit_is_pinned_on_its_task() {
-    let c = with_extension("mtask.enabled = off\nmtask.max_workers = 1");
+    let c = Cluster::with_hits("mtask.enabled = off\nmtask.max_workers = 1");
     c.sql(
         "CREATE TABLE parent (id int PRIMARY KEY);
          CREATE TABLE child (parent int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);
@@ -313,7 +293,7 @@ fn a_failure_at_commit_is_pinned_on_its_task() {
 /// themselves every 10,000 runs each, well before autovacuum would.
 #[test]
 fn busy_workers_vacuum_the_tasks_table() {
-    let c = with_extension("mtask.enabled = off\nmtask.max_workers = 1\nautovacuum = off");
+    let c = Cluster::with_hits("mtask.enabled = off\nmtask.max_workers = 1\nautovacuum = off");
     c.sql(
         "INSERT INTO mtask.tasks (name, command, start_at)
          SELECT 'n' || n, 'SELECT 1', now() FROM generate_series(1, 10500) n",

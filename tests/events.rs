@@ -209,8 +209,8 @@ fn a_program_reads_the_payload_on_stdin() {
         r#"{"a": [1, 2]}"#,
     );
     // One that never reads it still ends.
-    let id = c.sql(&format!(
-        "SELECT mtask.schedule_at('deaf', now(), 'true', command_type => 'program', payload => to_jsonb(repeat('x', 1000000)))"
-    ));
+    let id = c.sql(
+        "SELECT mtask.schedule_at('deaf', now(), 'true', command_type => 'program', payload => to_jsonb(repeat('x', 1000000)))",
+    );
     c.wait_for(&format!("SELECT status FROM mtask.runs WHERE task_id = {id}"), "succeeded");
 }

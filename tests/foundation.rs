@@ -4,16 +4,9 @@ mod common;
 
 use common::{Cluster, assert_error};
 
-fn with_extension(extra: &str) -> Cluster {
-    let c = Cluster::start(extra);
-    c.sql("CREATE EXTENSION mtask");
-    c.sql("CREATE TABLE hits (task text, at timestamptz DEFAULT clock_timestamp())");
-    c
-}
-
 #[test]
 fn one_shot_task_runs_exactly_once() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     let id = c.sql("SELECT mtask.schedule_at('once', now(), $$INSERT INTO hits VALUES ('once')$$)");
     c.wait_for(&format!("SELECT status FROM mtask.tasks WHERE id = {id}"), "done");
     // A later task proves the scheduler went round again without re-running it.
@@ -32,7 +25,7 @@ fn one_shot_task_runs_exactly_once() {
 
 #[test]
 fn one_shot_task_in_the_future_waits_for_its_time() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("SELECT mtask.schedule_at('soon', now() + interval '2 seconds', $$INSERT INTO hits VALUES ('soon')$$)");
     c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'soon'", "done");
     assert_eq!(
@@ -43,7 +36,7 @@ fn one_shot_task_in_the_future_waits_for_its_time() {
 
 #[test]
 fn recurring_task_runs_repeatedly_on_its_fixed_rate_slots() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     let id = c.sql("SELECT mtask.schedule('tick', '1 second', $$INSERT INTO hits VALUES ('tick')$$)");
     c.wait_for(&format!("SELECT run_count >= 3 FROM mtask.tasks WHERE id = {id}"), "t");
     let q = format!(
@@ -64,7 +57,7 @@ fn recurring_task_runs_repeatedly_on_its_fixed_rate_slots() {
 
 #[test]
 fn failing_command_is_recorded_and_the_worker_goes_on() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     let bad = c.sql("SELECT mtask.schedule_at('bad', now(), $$INSERT INTO hits VALUES ('bad'); SELECT 1/0$$)");
     c.wait_for(&format!("SELECT status FROM mtask.tasks WHERE id = {bad}"), "failed");
     assert_eq!(
@@ -89,7 +82,7 @@ fn failing_command_is_recorded_and_the_worker_goes_on() {
 
 #[test]
 fn pause_resume_and_unschedule() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     let id = c.sql("SELECT mtask.schedule('p', '1 hour', 'SELECT 1', now() + interval '1 hour')");
     assert_eq!(c.sql("SELECT mtask.pause('p')"), "t");
     assert_eq!(c.sql("SELECT mtask.pause('p')"), "f");
@@ -122,7 +115,7 @@ fn pause_resume_and_unschedule() {
 
 #[test]
 fn bad_input_is_an_error_with_a_hint_and_changes_nothing() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("SELECT mtask.schedule('taken', '1 hour', 'SELECT 1')");
     let cases: &[(&str, &str, &str)] = &[
         ("SELECT mtask.schedule('a', '1 hour', NULL)", "22023", "has no command"),
@@ -167,7 +160,7 @@ fn bad_input_is_an_error_with_a_hint_and_changes_nothing() {
 
 #[test]
 fn direct_insert_is_checked_and_derived() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("INSERT INTO mtask.tasks (name, schedule, command) VALUES ('ins', 'every 1 second', $$INSERT INTO hits VALUES ('ins')$$)");
     assert_eq!(
         c.sql("SELECT kind, schedule, status, owner, next_run_at >= start_at, created_at IS NOT NULL FROM mtask.tasks WHERE name = 'ins'"),
@@ -192,7 +185,7 @@ fn direct_insert_is_checked_and_derived() {
 
 #[test]
 fn tasks_run_again_when_the_extension_is_dropped_and_created_again() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("SELECT mtask.schedule_at('first', now(), $$INSERT INTO hits VALUES ('first')$$)");
     c.wait_for("SELECT count(*) FROM hits WHERE task = 'first'", "1");
     c.sql("DROP EXTENSION mtask");
@@ -216,7 +209,7 @@ fn worker_waits_quietly_until_the_extension_exists() {
 
 #[test]
 fn tasks_survive_a_server_restart_and_continue() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     let id = c.sql("SELECT mtask.schedule('tick', '1 second', $$INSERT INTO hits VALUES ('tick')$$)");
     c.sql("SELECT mtask.schedule_at('later', now() + interval '3 seconds', $$INSERT INTO hits VALUES ('later')$$)");
     c.wait_for(&format!("SELECT run_count >= 1 FROM mtask.tasks WHERE id = {id}"), "t");
@@ -229,7 +222,7 @@ fn tasks_survive_a_server_restart_and_continue() {
 
 #[test]
 fn fast_shutdown_ends_a_long_task_and_the_run_is_not_lost() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("SELECT mtask.schedule_at('sleepy', now(), $$INSERT INTO hits VALUES ('sleepy'); SELECT pg_sleep(3600)$$)");
     c.wait_for(
         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep(3600)%'",
@@ -251,7 +244,7 @@ fn fast_shutdown_ends_a_long_task_and_the_run_is_not_lost() {
 
 #[test]
 fn cancel_ends_only_the_running_task() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("SELECT mtask.schedule_at('sleepy', now(), 'SELECT pg_sleep(3600)')");
     let running = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%pg_sleep%'";
     c.wait_for(&format!("SELECT count(*) FROM ({running}) r"), "1");
@@ -266,7 +259,7 @@ fn cancel_ends_only_the_running_task() {
 
 #[test]
 fn scheduler_restarts_after_a_crash() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     let pid = c.scheduler_pid();
     std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
     c.wait_for_in("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask scheduler'", "1");
@@ -277,7 +270,7 @@ fn scheduler_restarts_after_a_crash() {
 
 #[test]
 fn tasks_run_as_their_owner_and_settings_do_not_leak() {
-    let c = with_extension("");
+    let c = Cluster::with_hits("");
     c.sql("CREATE ROLE alice NOLOGIN; GRANT INSERT ON hits TO alice");
     c.sql("INSERT INTO mtask.tasks (name, owner, command) VALUES ('who', 'alice', $$INSERT INTO hits VALUES (current_user)$$)");
     c.wait_for("SELECT status FROM mtask.tasks WHERE name = 'who'", "done");
@@ -306,7 +299,7 @@ fn tasks_run_as_their_owner_and_settings_do_not_leak() {
 
 #[test]
 fn settings_reload_on_sighup() {
-    let c = with_extension("mtask.enabled = off");
+    let c = Cluster::with_hits("mtask.enabled = off");
     let warning = c.sql_stderr("SELECT mtask.schedule_at('x', now(), $$INSERT INTO hits VALUES ('x')$$)");
     assert!(warning.contains("mtask.enabled is off"), "{warning}");
     assert_eq!(c.sql("SELECT run_count FROM mtask.tasks"), "0");

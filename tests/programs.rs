@@ -8,12 +8,6 @@ use common::{Cluster, assert_error};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn with_extension() -> Cluster {
-    let c = Cluster::start("");
-    c.sql("CREATE EXTENSION mtask");
-    c
-}
-
 /// Schedules `command` as a program task to run now (with `options`, e.g.
 /// `timeout => '1 second'`) and returns its id.
 fn schedule_program(c: &Cluster, name: &str, command: &str, options: &str) -> String {
@@ -54,10 +48,10 @@ fn wait_until_gone(pid: &str) {
 fn read_pid(path: &PathBuf) -> String {
     let start = Instant::now();
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if text.ends_with('\n') {
-                return text.trim().to_string();
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text.trim().to_string();
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{} was never written", path.display());
         std::thread::sleep(Duration::from_millis(50));
@@ -66,7 +60,7 @@ fn read_pid(path: &PathBuf) -> String {
 
 #[test]
 fn a_program_runs_without_a_shell_and_its_output_is_kept() {
-    let c = with_extension();
+    let c = Cluster::with_mtask("");
     // Words are split as a shell splits them, but nothing is expanded.
     let id = schedule_program(&c, "words", r#"printf '%s;' "two words" '$HOME' *"#, "");
     assert_eq!(finished_run(&c, &id), "succeeded||0|two words;$HOME;*;|");
@@ -78,7 +72,7 @@ fn a_program_runs_without_a_shell_and_its_output_is_kept() {
 
 #[test]
 fn a_program_that_exits_non_zero_or_cannot_start_fails() {
-    let c = with_extension();
+    let c = Cluster::with_mtask("");
     let id = schedule_program(&c, "exit3", "sh -c 'echo partial; echo broken >&2; exit 3'", "");
     assert_eq!(finished_run(&c, &id), "failed|38000|3|partial\n|broken");
     assert_eq!(
@@ -101,7 +95,7 @@ fn a_program_that_exits_non_zero_or_cannot_start_fails() {
 
 #[test]
 fn a_program_past_its_timeout_is_killed_with_its_children() {
-    let c = with_extension();
+    let c = Cluster::with_mtask("");
     let pids = scratch("pids");
     // The program starts a child in the background, then waits; both must die.
     let command = format!("sh -c 'sleep 300 & echo $! > {}; echo $$ >> {0}; wait'", pids.display());
@@ -161,7 +155,7 @@ fn ten_megabytes_of_output_are_read_and_cut_to_the_limit() {
 
 #[test]
 fn only_roles_that_may_run_server_programs_may_schedule_them() {
-    let c = with_extension();
+    let c = Cluster::with_mtask("");
     c.sql(
         "CREATE ROLE app LOGIN; CREATE ROLE ops LOGIN; GRANT pg_execute_server_program TO ops;
          GRANT USAGE ON SCHEMA mtask TO app, ops",

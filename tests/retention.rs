@@ -6,12 +6,6 @@ mod common;
 use common::{Cluster, assert_error};
 use std::time::{Duration, Instant};
 
-fn with_extension(conf: &str) -> Cluster {
-    let c = Cluster::start(conf);
-    c.sql("CREATE EXTENSION mtask");
-    c
-}
-
 /// Waits until task `id` has run `n` times, and returns its runs' statuses.
 fn runs_after(c: &Cluster, id: &str, n: usize) -> String {
     c.wait_for(&format!("SELECT run_count >= {n} FROM mtask.tasks WHERE id = {id}"), "t");
@@ -20,7 +14,7 @@ fn runs_after(c: &Cluster, id: &str, n: usize) -> String {
 
 #[test]
 fn log_runs_decides_which_runs_are_recorded() {
-    let c = with_extension("mtask.log_runs = 'failures'");
+    let c = Cluster::with_mtask("mtask.log_runs = 'failures'");
     // Succeeds twice, then fails.
     c.sql("CREATE SEQUENCE n");
     // (1 / 0 itself would fail every run: the planner folds constants first.)
@@ -59,7 +53,7 @@ fn log_runs_decides_which_runs_are_recorded() {
 
 #[test]
 fn runs_older_than_history_max_age_are_purged() {
-    let c = with_extension("mtask.history_max_age = '1d'");
+    let c = Cluster::with_mtask("mtask.history_max_age = '1d'");
     let later = "start_at => now() + interval '1 hour'";
     let short = c.sql(&format!("SELECT mtask.schedule('short', '1 hour', 'SELECT 1', {later})"));
     let long =
@@ -83,7 +77,7 @@ fn runs_older_than_history_max_age_are_purged() {
 
 #[test]
 fn a_task_running_every_second_for_a_simulated_day_keeps_its_history_bounded() {
-    let c = with_extension("mtask.max_catchup = 100000\nmtask.history_max_per_task = 200\nautovacuum = off");
+    let c = Cluster::with_mtask("mtask.max_catchup = 100000\nmtask.history_max_per_task = 200\nautovacuum = off");
     // A day of one-second slots, all missed, caught up back to back: the
     // history a whole day would write, in the time it takes to run it.
     let id = c.sql(

@@ -74,10 +74,10 @@ fn remove_stale_templates() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("mtask-template-") {
-            if !Path::new("/proc").join(pid).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        if let Some(pid) = name.strip_prefix("mtask-template-")
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -103,6 +103,22 @@ impl Cluster {
     /// postgresql.conf.
     pub fn start(extra: &str) -> Cluster {
         Self::start_with(&format!("shared_preload_libraries = 'mtask'\n{extra}"))
+    }
+
+    /// A running cluster with mtask preloaded (and `extra` in its
+    /// postgresql.conf) and the extension created in `postgres`.
+    pub fn with_mtask(extra: &str) -> Cluster {
+        let c = Self::start(extra);
+        c.sql("CREATE EXTENSION mtask");
+        c
+    }
+
+    /// As `with_mtask`, with a table for tasks to leave their mark in:
+    /// `hits (task text, at timestamptz DEFAULT clock_timestamp())`.
+    pub fn with_hits(extra: &str) -> Cluster {
+        let c = Self::with_mtask(extra);
+        c.sql("CREATE TABLE hits (task text, at timestamptz DEFAULT clock_timestamp())");
+        c
     }
 
     /// A running cluster with exactly `conf` added to its postgresql.conf.
@@ -246,15 +262,20 @@ impl Cluster {
     }
 
     pub fn wait_for_in(&self, db: &str, sql: &str, expected: &str) {
+        self.wait_for_within(db, DEADLINE, sql, expected)
+    }
+
+    /// Polls `sql` in `db` until it returns `expected`, failing after `deadline`.
+    pub fn wait_for_within(&self, db: &str, deadline: Duration, sql: &str, expected: &str) {
         let start = Instant::now();
         let mut last = String::new();
-        while start.elapsed() < DEADLINE {
+        while start.elapsed() < deadline {
             match self.try_sql_in(db, sql) {
                 Ok(v) if v == expected => return,
                 Ok(v) => last = v,
                 Err(e) => last = e.text,
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         panic!("timed out waiting for `{sql}` to return {expected:?}; last: {last:?}\nlog:\n{}", self.log());
     }
