@@ -3,7 +3,8 @@
 -- Rust function's name with "_wrapper"; an older script may still name a
 -- symbol, so a Rust function is renamed only with a new SQL name.
 
--- The canonical form of a schedule text, or an ERROR with a hint.
+-- The canonical form of a schedule text, or an ERROR with a hint. This is
+-- the first function the topic files declare: sql/cleanup.sql counts from it.
 CREATE OR REPLACE FUNCTION mtask._normalize_schedule(schedule text) RETURNS text
 STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_schedule_wrapper';

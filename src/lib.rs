@@ -30,7 +30,8 @@ pgrx::extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [
 pgrx::extension_sql_file!("../sql/api.sql", name = "api", requires = ["triggers"]);
 pgrx::extension_sql_file!("../sql/events.sql", name = "events", requires = ["api"]);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["events"]);
-pgrx::extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
+pgrx::extension_sql_file!("../sql/comments.sql", name = "comments", requires = ["grants"]);
+pgrx::extension_sql_file!("../sql/cleanup.sql", name = "cleanup", finalize);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {

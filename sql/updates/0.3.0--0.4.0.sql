@@ -1,7 +1,7 @@
--- mtask 0.3.0 -> 0.4.0: the DDL and data changes only. The functions,
--- triggers, views, grants, policies and comments of 0.4.0 follow this file
--- in the assembled update script, as they follow sql/tables.sql in a new
--- installation.
+-- mtask 0.3.0 -> 0.4.0: the DDL and data changes only, and the triggers that
+-- went. The functions, triggers, views, grants, policies and comments of
+-- 0.4.0 follow this file in the assembled update script, as they follow
+-- sql/tables.sql in a new installation.
 
 -- The rules on mtask.tasks are now checked by two triggers whose names say
 -- their order (sql/triggers.sql).
@@ -11,8 +11,4 @@ DROP TRIGGER tasks_check_command ON mtask.tasks;
 DROP TRIGGER tasks_check_history ON mtask.tasks;
 DROP TRIGGER tasks_check_status ON mtask.tasks;
 DROP TRIGGER tasks_resume ON mtask.tasks;
-DROP FUNCTION mtask.tasks_check_limits();
-DROP FUNCTION mtask.tasks_check_command();
-DROP FUNCTION mtask.tasks_check_history();
-DROP FUNCTION mtask.tasks_check_status();
-DROP FUNCTION mtask.tasks_resume();
+-- Their functions go with the other leftovers, in sql/cleanup.sql.

@@ -60,9 +60,9 @@ pub fn execute<'conn>(
         pg_sys::SPI_tuptable = std::ptr::null_mut();
         let status = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, limit.unwrap_or(0));
         if status < 0 {
-            return Err(SpiError::SpiError(pgrx::spi::SpiErrorCodes::try_from(status).unwrap_or(
-                pgrx::spi::SpiErrorCodes::Unconnected,
-            )));
+            return Err(SpiError::SpiError(
+                pgrx::spi::SpiErrorCodes::try_from(status).unwrap_or(pgrx::spi::SpiErrorCodes::Unconnected),
+            ));
         }
         let table = pg_sys::SPI_tuptable;
         if table.is_null() {
