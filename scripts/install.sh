@@ -11,5 +11,5 @@ cargo pgrx install --pg-config "$pg_config" "${sudo_flag[@]}" "$@"
 # The install scripts of released versions, so that an older version can be
 # created and updated from, as the upgrade tests do, and every update script.
 sharedir=$("$pg_config" --sharedir)/extension
-install -m 644 sql/released/mtask--*.sql "$sharedir/"
+install -m 644 sql/released/mtask--*.sql sql/released/mtask--*.control "$sharedir/"
 scripts/sql.sh install-updates "$sharedir"

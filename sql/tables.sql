@@ -7,6 +7,28 @@
 -- A new column goes at the end of its table, so that an updated table and a
 -- new one list their columns in the same order.
 
+-- The extension owns its schema, so that DROP EXTENSION takes it, and the
+-- grants on it, along. A schema mtask that an older version's DROP
+-- EXTENSION left behind is taken over if it is empty.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'mtask') THEN
+        CREATE SCHEMA mtask;
+    ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = 'mtask'::regnamespace)
+          OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = 'mtask'::regnamespace)
+          OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = 'mtask'::regnamespace) THEN
+        RAISE EXCEPTION 'schema "mtask" already exists and is not empty'
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'mtask keeps its objects in a schema of its own. Move what is in it elsewhere, or drop it, and create the extension again.';
+    ELSE
+        ALTER EXTENSION mtask ADD SCHEMA mtask;
+        -- Its grants were made by users, not by mtask: pg_dump keeps them.
+        DELETE FROM pg_catalog.pg_init_privs
+        WHERE classoid = 'pg_catalog.pg_namespace'::regclass AND objoid = 'mtask'::regnamespace;
+    END IF;
+END
+$$;
+
 -- One row per task. Its rules are in triggers (sql/triggers.sql), not in
 -- the API, so a plain INSERT or UPDATE is checked as mtask.schedule() is.
 CREATE TABLE mtask.tasks (
@@ -53,10 +75,13 @@ CREATE TABLE mtask.tasks (
     log_runs             text,
     history_max_age      interval,
     history_max_per_task int,
-    CONSTRAINT tasks_owner_name_key UNIQUE (owner, name),
     CONSTRAINT tasks_schedule_matches_kind CHECK ((kind = 'recurring') = (schedule IS NOT NULL)),
     CONSTRAINT tasks_scheduled_has_next_run CHECK (status <> 'scheduled' OR next_run_at IS NOT NULL)
 ) WITH (fillfactor = 80);
+
+-- A task's name is unique per owner. An event's deliveries are named after
+-- it, and are not held to that: no name someone takes can stop an emit().
+CREATE UNIQUE INDEX tasks_owner_name_key ON mtask.tasks (owner, name) WHERE event_id IS NULL;
 
 -- The claim reads this partial index in due order, then priority: one
 -- index walk, no sort, whatever the table's size.

@@ -38,6 +38,15 @@ SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
     UNION ALL
     SELECT format('dumped %s %s', extconfig::regclass[], extcondition) FROM pg_extension WHERE extname = 'mtask'
     UNION ALL
+    SELECT format('extension in %s', extnamespace::regnamespace) FROM pg_extension WHERE extname = 'mtask'
+    UNION ALL
+    SELECT format('member %s', pg_describe_object(classid, objid, objsubid)) FROM pg_depend
+    WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+      AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'mtask')
+    UNION ALL
+    SELECT format('initial privileges %s %s', pg_describe_object(classoid, objoid, objsubid), initprivs)
+    FROM pg_init_privs WHERE privtype = 'e'
+    UNION ALL
     SELECT format('comment %s %s', objoid::regclass, md5(description))
     FROM pg_description WHERE classoid = 'pg_class'::regclass
       AND objoid IN (SELECT oid FROM pg_class WHERE relnamespace = 'mtask'::regnamespace)

@@ -12,3 +12,21 @@ DROP TRIGGER tasks_check_history ON mtask.tasks;
 DROP TRIGGER tasks_check_status ON mtask.tasks;
 DROP TRIGGER tasks_resume ON mtask.tasks;
 -- Their functions go with the other leftovers, in sql/cleanup.sql.
+
+-- The extension owns its schema (see sql/tables.sql). Until 0.3.0 the
+-- control file named mtask as the extension's schema, so CREATE EXTENSION
+-- made it, outside the extension; now the extension lives in pg_catalog,
+-- and mtask is one of its members.
+UPDATE pg_catalog.pg_extension SET extnamespace = 'pg_catalog'::regnamespace WHERE extname = 'mtask';
+DELETE FROM pg_catalog.pg_depend
+WHERE classid = 'pg_catalog.pg_extension'::regclass
+  AND objid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'mtask')
+  AND refclassid = 'pg_catalog.pg_namespace'::regclass AND refobjid = 'mtask'::regnamespace;
+ALTER EXTENSION mtask ADD SCHEMA mtask;
+-- Its grants were made by users, not by mtask: pg_dump keeps them.
+DELETE FROM pg_catalog.pg_init_privs
+WHERE classoid = 'pg_catalog.pg_namespace'::regclass AND objoid = 'mtask'::regnamespace;
+
+-- Deliveries are not held to the unique names of tasks.
+ALTER TABLE mtask.tasks DROP CONSTRAINT tasks_owner_name_key;
+CREATE UNIQUE INDEX tasks_owner_name_key ON mtask.tasks (owner, name) WHERE event_id IS NULL;
