@@ -10,7 +10,7 @@ DECLARE
     found_id bigint;
 BEGIN
     SELECT t.id INTO found_id FROM mtask.tasks t
-    WHERE t.name = task_name AND t.owner = current_user::regrole;
+    WHERE t.name = task_name AND t.owner = current_user::regrole AND t.event_id IS NULL;
     IF found_id IS NULL THEN
         RAISE EXCEPTION 'task "%" does not exist', task_name
             USING ERRCODE = 'undefined_object',
@@ -252,6 +252,11 @@ BEGIN
     current_status := mtask._task_status(task_id);
     IF current_status = to_status THEN
         RETURN false;
+    END IF;
+    IF current_status = 'running' THEN
+        RAISE EXCEPTION 'task % is running, so it cannot be % now', task_id, verb
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A non-transactional run goes on until it ends; try again then, or cancel the run with pg_cancel_backend() of the pid in its mtask.runs row.';
     END IF;
     RAISE EXCEPTION 'task % is %, so it cannot be %', task_id, current_status, verb
         USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -15,8 +15,8 @@ AS $$
 DECLARE
     f pg_proc;
 BEGIN
-    IF NEW.event IS NULL OR btrim(NEW.event) = '' THEN
-        RAISE EXCEPTION 'a listener needs an event name'
+    IF NEW.event IS NULL OR NEW.event ~ '^[[:space:]]*$' OR octet_length(NEW.event) > 1000 THEN
+        RAISE EXCEPTION 'a listener needs an event name of at most 1000 bytes'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name the event it listens to, as mtask.emit() names it.';
     END IF;
@@ -84,10 +84,15 @@ AS $$
 DECLARE
     e mtask.events;
 BEGIN
-    IF event IS NULL OR btrim(event) = '' THEN
+    IF event IS NULL OR event ~ '^[[:space:]]*$' THEN
         RAISE EXCEPTION 'an event needs a name'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name it as its listeners listen to it: mtask.emit(''order-paid'', ''{"order": 42}'').';
+    END IF;
+    IF octet_length(event) > 1000 THEN
+        RAISE EXCEPTION 'an event name is at most 1000 bytes, not %', octet_length(event)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a short name, and put the rest in the payload.';
     END IF;
     IF run_at IN ('infinity', '-infinity') THEN
         RAISE EXCEPTION 'the run time of event "%" must be a finite timestamp', event
@@ -119,6 +124,12 @@ DECLARE
     late interval := coalesce(nullif(current_setting('mtask.deliver_late', true), ''), '1d')::interval;
     e mtask.events;
 BEGIN
+    IF EXISTS (SELECT 1 FROM mtask.listeners l
+               WHERE l.event = $1 AND l.handler = $2 AND l.owner = current_user::regrole) THEN
+        RAISE EXCEPTION '% already listens to event "%" with %', current_user, $1, $2
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'A handler listens once to each event; mtask.unlisten() removes it.';
+    END IF;
     INSERT INTO mtask.listeners (event, handler, max_attempts, retry_delay) VALUES ($1, $2, $3, $4)
     RETURNING id INTO listener_id;
     FOR e IN SELECT * FROM mtask.events x

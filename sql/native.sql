@@ -26,6 +26,16 @@ CREATE OR REPLACE FUNCTION mtask._check_program(command text) RETURNS void
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'check_program_wrapper';
 
+-- How many statements a task's SQL holds; an ERROR if it does not parse.
+CREATE OR REPLACE FUNCTION mtask._check_sql(command text) RETURNS int
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'check_sql_wrapper';
+
+-- Whether the current user (inside a task, its owner) is a superuser.
+CREATE OR REPLACE FUNCTION mtask._is_superuser() RETURNS boolean
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'is_superuser_wrapper';
+
 -- Warns when tasks scheduled in this session would not run.
 CREATE OR REPLACE FUNCTION mtask._check_scheduler() RETURNS void
 STRICT VOLATILE

@@ -4,7 +4,8 @@
 --
 -- BEFORE triggers of a table fire in the order of their names, so the
 -- names say the order: tasks_1_check checks and completes a row a user
--- writes, then tasks_2_status rules on a change of status. Each fires only
+-- writes, then tasks_2_status rules on a change of status, and
+-- tasks_3_next_run keeps next_run_at finite. Each fires only
 -- for the columns it is about, so the scheduler's bookkeeping (run counts,
 -- last run, next_run_at, status) runs no PL/pgSQL: that is most of what a
 -- trivial task would otherwise cost.
@@ -21,26 +22,60 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     schedule_changed boolean;
+    missing text;
 BEGIN
+    -- Options that have no "unset": a clear error, rather than NOT NULL's.
+    missing := CASE WHEN NEW.owner IS NULL THEN 'owner'
+                    WHEN NEW.command_type IS NULL THEN 'command_type'
+                    WHEN NEW.missed IS NULL THEN 'missed'
+                    WHEN NEW.max_attempts IS NULL THEN 'max_attempts'
+                    WHEN NEW.retry_delay IS NULL THEN 'retry_delay'
+                    WHEN NEW.retry_max_delay IS NULL THEN 'retry_max_delay'
+                    WHEN NEW.transactional IS NULL THEN 'transactional'
+                    WHEN NEW.overlap IS NULL THEN 'overlap'
+                    WHEN NEW.priority IS NULL THEN 'priority' END;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION '% of task "%" must not be NULL', missing, NEW.name
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave it out to get its default; see the README''s SQL API for each option.';
+    END IF;
+
     -- Owner and name.
     IF NOT pg_catalog.pg_has_role(current_user, NEW.owner, 'MEMBER') THEN
         RAISE EXCEPTION 'permission denied to make % the owner of task "%"', NEW.owner, NEW.name
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'A task may be owned only by a role you are a member of.';
     END IF;
-    IF NEW.name IS NULL OR pg_catalog.btrim(NEW.name) = '' THEN
+    -- A task runs as its owner, in this database: the owner must be able to
+    -- connect to it, as a session of its own would. (An event's delivery is
+    -- checked when it runs, so that no listener can make an emit() fail.)
+    IF NEW.event_id IS NULL AND (TG_OP = 'INSERT' OR NEW.owner IS DISTINCT FROM OLD.owner)
+       AND NOT pg_catalog.has_database_privilege(NEW.owner, pg_catalog.current_database(), 'CONNECT') THEN
+        RAISE EXCEPTION 'permission denied: % may not connect to database "%", so it cannot own a task there',
+              NEW.owner, pg_catalog.current_database()
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = pg_catalog.format('GRANT CONNECT ON DATABASE %I TO %s, or give the task another owner.',
+                                           pg_catalog.current_database(), NEW.owner);
+    END IF;
+    IF NEW.name IS NULL OR NEW.name ~ '^[[:space:]]*$' THEN
         RAISE EXCEPTION 'a task needs a name'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name it so that you can pause, resume or unschedule it later.';
     END IF;
-    IF NEW.command IS NULL OR pg_catalog.btrim(NEW.command) = '' THEN
+    IF pg_catalog.octet_length(NEW.name) > 1000 THEN
+        RAISE EXCEPTION 'the name of a task is at most 1000 bytes, not %', pg_catalog.octet_length(NEW.name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a short name, and say the rest in remark.';
+    END IF;
+    IF NEW.command IS NULL OR NEW.command ~ '^[[:space:]]*$' THEN
         RAISE EXCEPTION 'task "%" has no command', NEW.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give the SQL to run, e.g. ''CALL build_report()''.';
     END IF;
-    IF (TG_OP = 'INSERT' OR NEW.name IS DISTINCT FROM OLD.name OR NEW.owner IS DISTINCT FROM OLD.owner)
+    IF NEW.event_id IS NULL
+       AND (TG_OP = 'INSERT' OR NEW.name IS DISTINCT FROM OLD.name OR NEW.owner IS DISTINCT FROM OLD.owner)
        AND EXISTS (SELECT 1 FROM mtask.tasks t
-                   WHERE t.owner = NEW.owner AND t.name = NEW.name AND t.id <> NEW.id) THEN
+                   WHERE t.owner = NEW.owner AND t.name = NEW.name AND t.id <> NEW.id AND t.event_id IS NULL) THEN
         RAISE EXCEPTION 'task "%" already exists for %', NEW.name, NEW.owner
             USING ERRCODE = 'unique_violation',
                   HINT = 'Choose another name, or remove the old task with mtask.unschedule().';
@@ -51,6 +86,16 @@ BEGIN
         RAISE EXCEPTION 'invalid command type "%" for task "%"', NEW.command_type, NEW.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use ''sql'' (the default), ''program'' (an executable and its arguments, run without a shell) or ''notify'' (the command is a channel, the payload is sent to it).';
+    END IF;
+    -- SQL is parsed now, so that a typo is an ERROR here and not a failed
+    -- run tomorrow; names in it are looked up when it runs.
+    IF NEW.command_type = 'sql'
+       AND (TG_OP = 'INSERT' OR NEW.command IS DISTINCT FROM OLD.command OR NEW.command_type IS DISTINCT FROM OLD.command_type) THEN
+        IF mtask._check_sql(NEW.command) = 0 THEN
+            RAISE EXCEPTION 'task "%" has no command', NEW.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'It holds only white space, semicolons or comments; give the SQL to run, e.g. ''CALL build_report()''.';
+        END IF;
     END IF;
     IF NEW.command_type = 'notify' AND pg_catalog.octet_length(NEW.command) > 63 THEN
         RAISE EXCEPTION 'the channel of notify task "%" is longer than 63 bytes', NEW.name
@@ -114,6 +159,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use ''all'', ''failures'' or ''none'', or NULL for mtask.log_runs.';
     END IF;
+    IF NEW.history_max_age > interval '100 years' THEN
+        RAISE EXCEPTION 'history_max_age of task "%" is at most 100 years, not %', NEW.name, NEW.history_max_age
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give 0 to keep the history without an age limit.';
+    END IF;
     IF NEW.history_max_age < interval '0' OR NEW.history_max_per_task < 0 THEN
         RAISE EXCEPTION 'history_max_age and history_max_per_task of task "%" must not be negative', NEW.name
             USING ERRCODE = 'invalid_parameter_value',
@@ -148,7 +198,21 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give an interval such as ''5 minutes''; a timeout of 0 means none.';
     END IF;
-    IF NEW.max_attempts IS NULL OR NEW.max_attempts < 1 THEN
+    -- Bounds that keep every time the scheduler computes from them within
+    -- what a timestamptz holds. A timeout is armed in milliseconds.
+    IF NEW.timeout > interval '24 days' THEN
+        RAISE EXCEPTION 'timeout of task "%" is at most 24 days, not %', NEW.name, NEW.timeout
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A run that may take longer needs no timeout: give 0.';
+    END IF;
+    IF NEW.retry_delay > interval '100 years' OR NEW.retry_max_delay > interval '100 years' THEN
+        RAISE EXCEPTION '% of task "%" is at most 100 years, not %',
+              CASE WHEN NEW.retry_delay > interval '100 years' THEN 'retry_delay' ELSE 'retry_max_delay' END, NEW.name,
+              greatest(NEW.retry_delay, NEW.retry_max_delay)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Retries wait retry_delay, doubled for each further retry, but never longer than retry_max_delay (default 1 hour).';
+    END IF;
+    IF NEW.max_attempts < 1 THEN
         RAISE EXCEPTION 'max_attempts of task "%" must be at least 1, not %', NEW.name, NEW.max_attempts
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'It counts the first run: 1 means no retry, 3 means up to two retries.';
@@ -177,22 +241,29 @@ $$;
 CREATE OR REPLACE TRIGGER tasks_1_check
     BEFORE INSERT OR UPDATE OF name, owner, kind, schedule, timezone, command, command_type, start_at, end_at,
                                max_runs, missed, timeout, max_attempts, retry_delay, retry_max_delay,
-                               max_consecutive_failures, transactional, overlap, log_runs, history_max_age,
-                               history_max_per_task
+                               max_consecutive_failures, transactional, overlap, priority, log_runs,
+                               history_max_age, history_max_per_task
     ON mtask.tasks
     FOR EACH ROW EXECUTE FUNCTION mtask.tasks_check();
 
 -- A change of status. Users move a task between 'scheduled' and 'paused';
 -- every other status is the scheduler's to set. Resuming starts afresh: no
 -- retry pending, no failure streak. The WHEN clause keeps the scheduler's
--- own status changes, and a superuser's, off PL/pgSQL.
+-- own status changes, and a superuser's, off PL/pgSQL. "Superuser" is the
+-- current user's right, not the session's: inside a task the session is the
+-- scheduler's, and the current user the task's owner.
 CREATE OR REPLACE FUNCTION mtask.tasks_status() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF NEW.status IS NULL THEN
+        RAISE EXCEPTION 'status of task "%" must not be NULL', NEW.name
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use mtask.pause() and mtask.resume().';
+    END IF;
     IF (OLD.status NOT IN ('scheduled', 'paused') OR NEW.status NOT IN ('scheduled', 'paused'))
-       AND NOT pg_catalog.current_setting('is_superuser')::boolean THEN
+       AND NOT mtask._is_superuser() THEN
         RAISE EXCEPTION 'task "%" cannot be set from ''%'' to ''%''', NEW.name, OLD.status, NEW.status
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Use mtask.pause() and mtask.resume(); only the scheduler sets a task running, done or failed.';
@@ -210,10 +281,31 @@ $$;
 CREATE OR REPLACE TRIGGER tasks_2_status
     BEFORE UPDATE OF status ON mtask.tasks
     FOR EACH ROW WHEN ((OLD.status = 'paused' AND NEW.status = 'scheduled')
+                       OR NEW.status IS NULL
                        OR (OLD.status IS DISTINCT FROM NEW.status
                            AND (OLD.status NOT IN ('scheduled', 'paused') OR NEW.status NOT IN ('scheduled', 'paused'))
-                           AND NOT pg_catalog.current_setting('is_superuser')::boolean))
+                           AND NOT mtask._is_superuser()))
     EXECUTE FUNCTION mtask.tasks_status();
+
+-- next_run_at is the scheduler's, but a user may move it by hand (to run a
+-- task now, say); it must stay a point in time the scheduler can reach.
+-- The WHEN clause is false for every value the scheduler writes.
+CREATE OR REPLACE FUNCTION mtask.tasks_next_run() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'next_run_at of task "%" must be a finite timestamp, not %', NEW.name, coalesce(NEW.next_run_at::text, 'NULL')
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Set it to a real point in time, e.g. now() to run the task at once, or pause the task.';
+END
+$$;
+
+CREATE OR REPLACE TRIGGER tasks_3_next_run
+    BEFORE UPDATE OF next_run_at ON mtask.tasks
+    FOR EACH ROW WHEN (NEW.next_run_at IN ('infinity', '-infinity')
+                       OR (NEW.next_run_at IS NULL AND NEW.status = 'scheduled'))
+    EXECUTE FUNCTION mtask.tasks_next_run();
 
 -- A task that may now be due sooner wakes the workers when this commits.
 -- The WHEN conditions are evaluated without a function call, and are false

@@ -35,7 +35,7 @@ fn next_run(
     let tz = pg_schedule::time_zone_or_raise(Some(timezone));
     let anchor = pg_schedule::instant_or_raise("start_at", anchor);
     let not_before = pg_schedule::instant_or_raise("not_before", not_before);
-    schedule.next_run(anchor, not_before, tz).map(pg_schedule::to_pg)
+    schedule.next_run(anchor, not_before, tz).and_then(pg_schedule::to_pg)
 }
 
 /// An ERROR with a hint unless `command` splits into a program and its
@@ -51,15 +51,65 @@ fn check_program(command: &str) {
     }
 }
 
+/// How many statements a task's SQL holds: an ERROR, with a hint, if it
+/// does not parse. Parsing alone looks no name up, so a command may name
+/// tables that do not exist yet.
+#[pg_extern(sql = false)]
+fn check_sql(command: &str) -> i32 {
+    let Ok(text) = std::ffi::CString::new(command) else {
+        raise(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, "a command cannot contain a zero byte", "Remove it.")
+    };
+    let statements = PgTryBuilder::new(|| unsafe {
+        pgrx::PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
+            text.as_ptr(),
+            pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
+        ))
+        .len()
+    })
+    .catch_others(|err| {
+        let failure = crate::report::Failure::caught(&err);
+        raise(
+            failure.code.unwrap_or(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR),
+            format!("{failure} in the task's command"),
+            "mtask parses a task's SQL when it is scheduled; correct it, or run it by hand first to see what it does.",
+        )
+    })
+    .execute();
+    statements as i32
+}
+
+/// Whether the current user is a superuser: inside a task, its owner, not
+/// the worker's session.
+#[pg_extern(sql = false)]
+fn is_superuser() -> bool {
+    unsafe { pg_sys::superuser() }
+}
+
 /// What a schedule will do: its next `n` runs from `from`, for a task
 /// created at `from` in `timezone` (default `mtask.timezone`).
 #[pg_extern(sql = false)]
 fn next_runs(
-    schedule: &str,
-    n: i32,
-    from: TimestampWithTimeZone,
+    schedule: Option<&str>,
+    n: Option<i32>,
+    from: Option<TimestampWithTimeZone>,
     timezone: Option<&str>,
 ) -> SetOfIterator<'static, TimestampWithTimeZone> {
+    let given = |what: &str| {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{what} must not be NULL"),
+            "mtask.next_runs(schedule, n, from, timezone): only timezone may be left NULL (for mtask.timezone).",
+        )
+    };
+    let (Some(schedule), Some(n), Some(from)) = (schedule, n, from) else {
+        given(if schedule.is_none() {
+            "the schedule"
+        } else if n.is_none() {
+            "n"
+        } else {
+            "from"
+        })
+    };
     if !(0..=10_000).contains(&n) {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -72,7 +122,7 @@ fn next_runs(
     let anchor = pg_schedule::instant_or_raise("from", from);
     let first = schedule.next_run(anchor, anchor, tz);
     let runs = std::iter::successors(first, move |prev| schedule.following_run(anchor, *prev, *prev, tz));
-    SetOfIterator::new(runs.take(n as usize).map(pg_schedule::to_pg))
+    SetOfIterator::new(runs.take(n as usize).map_while(pg_schedule::to_pg))
 }
 
 /// Set while this transaction has asked to wake the pool at commit.
