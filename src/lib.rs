@@ -35,6 +35,7 @@ pgrx::extension_sql_file!("../sql/cleanup.sql", name = "cleanup", finalize);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    report::no_backtraces();
     guc::init();
     utility::init();
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {

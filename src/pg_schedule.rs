@@ -22,9 +22,9 @@ pub fn to_chrono(ts: TimestampWithTimeZone) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(pg_micros.checked_add(PG_EPOCH_OFFSET_MICROS)?)
 }
 
-pub fn to_pg(t: DateTime<Utc>) -> TimestampWithTimeZone {
-    let pg_micros = t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS;
-    TimestampWithTimeZone::try_from(pg_micros).expect("a chrono instant fits in timestamptz")
+/// `t` as a timestamptz; None if it is outside what one holds.
+pub fn to_pg(t: DateTime<Utc>) -> Option<TimestampWithTimeZone> {
+    TimestampWithTimeZone::try_from(t.timestamp_micros().checked_sub(PG_EPOCH_OFFSET_MICROS)?).ok()
 }
 
 /// Postgres' `interval_in`. A parse error is caught without a subtransaction:

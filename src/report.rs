@@ -26,13 +26,19 @@ pub fn warn(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<St
 /// An error as a run record keeps it.
 #[derive(Debug, Clone)]
 pub struct Failure {
-    pub code: PgSqlErrorCode,
+    /// None where no error was raised: a run whose worker died.
+    pub code: Option<PgSqlErrorCode>,
     pub message: String,
 }
 
 impl Failure {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Failure {
-        Failure { code, message: message.into() }
+        Failure { code: Some(code), message: message.into() }
+    }
+
+    /// A failure no error told of.
+    pub fn untold(message: impl Into<String>) -> Failure {
+        Failure { code: None, message: message.into() }
     }
 
     /// What an error caught from Postgres or from Rust said.
@@ -55,4 +61,15 @@ impl std::fmt::Display for Failure {
 /// The five-character SQLSTATE of `code`, as `mtask.runs.sqlstate` holds it.
 pub fn sqlstate(code: PgSqlErrorCode) -> String {
     unsafe { CStr::from_ptr(pg_sys::unpack_sql_state(code as i32)) }.to_string_lossy().into_owned()
+}
+
+/// Keeps Rust backtraces out of what clients see. pgrx's panic hook puts a
+/// backtrace into an ERROR's DETAIL whenever Rust would capture one, which
+/// RUST_BACKTRACE in the server's environment turns on for every error that
+/// passes through Rust, user errors included. RUST_LIB_BACKTRACE=0 turns
+/// capturing off whatever RUST_BACKTRACE says; it is read once, at the
+/// first capture, so it must be set before any.
+pub fn no_backtraces() {
+    // SAFETY: _PG_init runs before this process has started any thread.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
 }

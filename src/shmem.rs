@@ -8,10 +8,14 @@
 //! - the pool's generation, so that workers left behind by a crashed
 //!   launcher step aside;
 //! - a count of runs, so that each database's purging worker knows when
-//!   there is new history to purge.
+//!   there is new history to purge;
+//! - the run board: per pool slot, the run its worker is in (so that a run
+//!   whose worker died is known for what it was), and the runs of workers
+//!   that died, until a worker records them.
 
 use pgrx::prelude::*;
-use pgrx::{PgAtomic, pg_shmem_init};
+use pgrx::{PGRXSharedMemory, PgAtomic, PgLwLock, pg_shmem_init};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// The largest pool `mtask.max_workers` allows.
@@ -37,6 +41,51 @@ pub const UNKNOWN: u32 = 0;
 pub const INSTALLED: u32 = 1;
 pub const ABSENT: u32 = 2;
 
+/// A run in progress, as the run board holds it.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Running {
+    /// The database whose mtask.tasks holds the task; 0: no run.
+    pub database: u32,
+    pub task_id: i64,
+    /// A non-transactional run's 'running' row; 0 for a run recorded in
+    /// the transaction it runs in.
+    pub run_id: i64,
+    pub attempt: i32,
+    /// As timestamptz microseconds.
+    pub started_at: i64,
+    pub scheduled_for: i64,
+    /// The worker's process.
+    pub pid: i32,
+}
+
+/// How many runs of dead workers the board remembers at once; the oldest
+/// goes first.
+const CRASHED: usize = 64;
+
+#[derive(Clone, Copy)]
+struct RunBoard {
+    running: [Running; MAX_WORKERS],
+    crashed: [Running; CRASHED],
+    /// Where the next crashed run goes.
+    next_crashed: usize,
+}
+
+impl Default for RunBoard {
+    fn default() -> Self {
+        RunBoard { running: [Running::default(); MAX_WORKERS], crashed: [Running::default(); CRASHED], next_crashed: 0 }
+    }
+}
+
+// SAFETY: plain data, no pointers.
+unsafe impl PGRXSharedMemory for RunBoard {}
+
+static RUN_BOARD: PgLwLock<RunBoard> = unsafe { PgLwLock::new(c"mtask_run_board") };
+
+thread_local! {
+    /// This worker's pool slot, once it has one.
+    static MY_SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
 pub fn init() {
     pg_shmem_init!(WORKERS = [const { AtomicI32::new(NO_PROC) }; MAX_WORKERS]);
     pg_shmem_init!(SLOT_DATABASES = [const { AtomicU32::new(0) }; MAX_WORKERS]);
@@ -46,6 +95,7 @@ pub fn init() {
     pg_shmem_init!(LOOK_AGAIN = AtomicU32::new(0));
     pg_shmem_init!(GENERATION = AtomicU32::new(0));
     pg_shmem_init!(RUNS = [const { AtomicU64::new(0) }; MAX_WORKERS]);
+    pg_shmem_init!(RUN_BOARD);
 }
 
 /// Gives `slot` to `database` (0: frees it, and wakes its worker to leave).
@@ -138,10 +188,82 @@ pub fn leads(slot: usize) -> bool {
     SLOT_DATABASES.get().iter().position(|d| d.load(Ordering::Acquire) == database) == Some(slot)
 }
 
-/// Puts the calling worker in `slot`, so that commits wake it.
+/// Puts the calling worker in `slot`, so that commits wake it. A run the
+/// slot's last worker was in when it died goes to the crashed runs.
 pub fn attach(slot: usize) {
     let procno = unsafe { (*pg_sys::MyProc).pgprocno };
     WORKERS.get()[slot].store(procno, Ordering::Release);
+    MY_SLOT.set(Some(slot));
+    let mut board = RUN_BOARD.exclusive();
+    let left = std::mem::take(&mut board.running[slot]);
+    if left.database != 0 {
+        let n = board.next_crashed;
+        board.crashed[n] = left;
+        board.next_crashed = (n + 1) % CRASHED;
+    }
+}
+
+/// Puts `run` on the board as this worker's, before the run starts.
+pub fn running(run: Running) {
+    if let Some(slot) = MY_SLOT.get() {
+        RUN_BOARD.exclusive().running[slot] = run;
+    }
+}
+
+/// Takes this worker's transactional run off the board: call it before the
+/// transaction that records the run commits, or aborts, releasing the
+/// task's row lock. While the board says a worker is in a transactional
+/// run of a task, that worker holds the task's row lock or is dead.
+pub fn not_running() {
+    end_run(|r| r.run_id == 0);
+}
+
+/// Takes this worker's non-transactional run off the board, once its
+/// record has committed. While the board shows such a run, its 'running'
+/// row is under way, or its worker is dead.
+pub fn outside_run_ended() {
+    end_run(|r| r.run_id != 0);
+}
+
+fn end_run(which: impl Fn(&Running) -> bool) {
+    if let Some(slot) = MY_SLOT.get() {
+        let mut board = RUN_BOARD.exclusive();
+        if board.running[slot].database != 0 && which(&board.running[slot]) {
+            board.running[slot] = Running::default();
+        }
+    }
+}
+
+/// The run of task `task_id` of `database` that a worker that died was in,
+/// taken off the board. Call it holding the task's row lock: then another
+/// worker that the board says is in a run of it cannot be alive.
+pub fn crashed_run(database: pg_sys::Oid, task_id: i64) -> Option<Running> {
+    let database = database.to_u32();
+    let mine = MY_SLOT.get();
+    let mut board = RUN_BOARD.exclusive();
+    let is_it = |r: &Running| r.database == database && r.task_id == task_id && r.run_id == 0;
+    if let Some(r) = board.crashed.iter_mut().find(|r| is_it(r)) {
+        return Some(std::mem::take(r));
+    }
+    let (slot, _) = board.running.iter().enumerate().find(|(slot, r)| Some(*slot) != mine && is_it(r))?;
+    Some(std::mem::take(&mut board.running[slot]))
+}
+
+/// Whether the worker that committed 'running' row `run_id` of `database`
+/// is alive and still in that run.
+pub fn run_alive(database: pg_sys::Oid, run_id: i64) -> bool {
+    let board = RUN_BOARD.share();
+    board.running.iter().any(|r| {
+        r.database == database.to_u32() && r.run_id == run_id && !unsafe { pg_sys::BackendPidGetProc(r.pid) }.is_null()
+    })
+}
+
+/// Forgets the crashed run of 'running' row `run_id`, once it is recorded.
+pub fn forget_crashed_run(database: pg_sys::Oid, run_id: i64) {
+    let mut board = RUN_BOARD.exclusive();
+    for r in board.crashed.iter_mut().filter(|r| r.database == database.to_u32() && r.run_id == run_id) {
+        *r = Running::default();
+    }
 }
 
 pub fn detach(slot: usize) {

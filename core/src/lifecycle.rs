@@ -152,6 +152,32 @@ impl Timing {
         }
     }
 
+    /// The task's state once its run for `slot` was cut short at `ended`
+    /// because its worker died (the task killed it, a FATAL error, an
+    /// administrator's pg_terminate_backend). The run is a failure, which
+    /// counts towards `max_consecutive_failures`, but the slot's work did not
+    /// end, so it runs again: after the retry backoff for its attempt,
+    /// whatever `max_attempts` says, so that a task that keeps killing its
+    /// worker is retried ever more slowly rather than in a tight loop.
+    pub fn after_crash(&self, slot: DateTime<Utc>, ended: DateTime<Utc>, jitter: f64) -> After {
+        let failures = self.failures + 1;
+        if self.retry.pauses_after(failures) {
+            // Resuming runs the slot that did not end.
+            return After { status: Status::Paused, next: Some(slot), attempt: 1, retry_slot: None, failures };
+        }
+        let again = ended.checked_add_signed(self.retry.backoff(self.attempt, jitter));
+        match again.filter(|at| self.end_at.is_none_or(|end| *at <= end)) {
+            Some(at) => After {
+                status: Status::Scheduled,
+                next: Some(at),
+                attempt: self.attempt + 1,
+                retry_slot: Some(slot),
+                failures,
+            },
+            None => After { status: Status::Done, next: None, attempt: 1, retry_slot: None, failures },
+        }
+    }
+
     /// Status and next run once the slot is over, retries aside.
     fn following(&self, slot: DateTime<Utc>, ended: DateTime<Utc>, succeeded: bool) -> (Status, Option<DateTime<Utc>>) {
         let Some(schedule) = &self.schedule else {
@@ -424,6 +450,31 @@ mod tests {
         assert_eq!(Missed::from_sql("skip"), Some(Missed::Skip));
         assert_eq!(Missed::from_sql("all"), Some(Missed::All));
         assert_eq!(Missed::from_sql("some"), None);
+    }
+
+    #[test]
+    fn a_crashed_run_counts_as_a_failure_and_its_slot_runs_again_after_a_backoff() {
+        let t = every_ten(Missed::Once);
+        // Crashed at 12 while running slot 10: slot 10 again, 5 to 10 s later,
+        // though max_attempts is 1.
+        let a = t.after_crash(at(10), at(12), 0.0);
+        assert_eq!(
+            a,
+            After { status: Status::Scheduled, next: Some(at(17)), attempt: 2, retry_slot: Some(at(10)), failures: 1 }
+        );
+        // The backoff grows with the attempts.
+        let t2 = Timing { attempt: 3, failures: 2, ..t.clone() };
+        assert_eq!(t2.after_crash(at(10), at(100), 1.0).next, Some(at(140)));
+        // A one-shot task is run again too: its run did not end.
+        let once = one_shot(Missed::Once);
+        assert_eq!(once.after_crash(at(10), at(12), 0.0).status, Status::Scheduled);
+        // The failure streak pauses it, with the slot still to run.
+        let retry = RetryPolicy { max_consecutive_failures: Some(2), ..t.retry };
+        let t3 = Timing { retry, failures: 1, ..t };
+        assert_eq!(
+            t3.after_crash(at(10), at(12), 0.0),
+            After { status: Status::Paused, next: Some(at(10)), attempt: 1, retry_slot: None, failures: 2 }
+        );
     }
 
     /// Clock jumps, as Vixie cron treats a fixed-time job: forward, the job

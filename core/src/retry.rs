@@ -22,16 +22,20 @@ impl RetryPolicy {
     /// on a shared cause do not retry in lockstep, yet no retry comes sooner
     /// than half the backoff.
     pub fn delay_after(&self, attempt: i32, jitter: f64) -> Option<Duration> {
-        if attempt >= self.max_attempts {
-            return None;
-        }
+        (attempt < self.max_attempts).then(|| self.backoff(attempt, jitter))
+    }
+
+    /// The delay after the `attempt`-th run (1-based) of a slot failed,
+    /// whether or not attempts are left: `base × 2^(attempt-1)`, capped,
+    /// with equal jitter.
+    pub fn backoff(&self, attempt: i32, jitter: f64) -> Duration {
         let doublings = u32::try_from(attempt - 1).unwrap_or(0).min(62);
         let base = self.base.num_microseconds().unwrap_or(i64::MAX).max(0);
         let cap = self.cap.num_microseconds().unwrap_or(i64::MAX).max(0);
         let backoff = base.saturating_mul(1i64 << doublings).min(cap);
         let half = backoff / 2;
         let spread = (half as f64 * jitter.clamp(0.0, 1.0)) as i64;
-        Some(Duration::microseconds(backoff - half + spread))
+        Duration::microseconds(backoff - half + spread)
     }
 
     /// Whether `failures` failed runs in a row pause the task.

@@ -141,7 +141,12 @@ pub fn run(command: &str, stdin: Option<&str>, timeout_ms: Option<i32>) -> Outco
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break Some(Ending::Timeout);
         }
-        if stdout.is_none() && stderr.is_none() && group.child.try_wait().ok().flatten().is_some() {
+        // The run ends when the program does. A child it left running may
+        // hold its stdout open for as long as it lives; what the program
+        // wrote before it exited is in the pipe, and is read now.
+        if group.child.try_wait().ok().flatten().is_some() {
+            drain(&mut stdout, &mut out);
+            drain(&mut stderr, &mut err);
             break None;
         }
         wait_readable(stdout.as_ref(), stderr.as_ref(), deadline);

@@ -67,12 +67,20 @@ pub fn reset_settings() {
     unsafe { pg_sys::ResetAllOptions() };
 }
 
+// Not in pgrx's bindings; both are what DISCARD ALL calls.
+unsafe extern "C-unwind" {
+    fn Async_UnlistenAll();
+    fn ResetSequenceCaches();
+}
+
 /// Drops the session state a task can leave behind that outlives its
-/// transaction, or would reach the next task of a shared transaction:
-/// prepared statements, open cursors (a next task could FETCH from them),
-/// session advisory locks, and temporary objects (which would otherwise
-/// shadow the next task's tables of the same name). Must run in a
-/// transaction; transaction-level advisory locks are kept until its commit.
+/// transaction, or would reach the next task of a shared transaction, as
+/// DISCARD ALL does: prepared statements, open cursors (a next task could
+/// FETCH from them), session advisory locks, temporary objects (which
+/// would otherwise shadow the next task's tables of the same name), LISTENs
+/// and the sequences' currval. Must run in a transaction; transaction-level
+/// advisory locks are kept until its commit. Each is cheap when the task
+/// made none.
 pub fn clean() {
     unsafe {
         pg_sys::DropAllPreparedStatements();
@@ -80,7 +88,48 @@ pub fn clean() {
         pg_sys::PortalHashTableDeleteAll();
         pg_sys::LockReleaseSession(USER_LOCKMETHOD);
         pg_sys::ResetTempTableNamespace();
+        Async_UnlistenAll();
+        ResetSequenceCaches();
     }
+}
+
+/// How many shared objects this process has mapped.
+fn loaded_objects() -> usize {
+    unsafe extern "C" fn count(_: *mut libc::dl_phdr_info, _: libc::size_t, n: *mut libc::c_void) -> libc::c_int {
+        unsafe { *n.cast::<usize>() += 1 };
+        0
+    }
+    let mut n = 0usize;
+    unsafe { libc::dl_iterate_phdr(Some(count), (&raw mut n).cast()) };
+    n
+}
+
+thread_local! {
+    /// What the session held before its first task: the objects mapped once
+    /// PL/pgSQL is loaded, and the owner of the last task.
+    static BASELINE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    static LAST_OWNER: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
+}
+
+/// Notes what a fresh worker's session holds. Call once, after connecting.
+pub fn note_baseline() {
+    unsafe { pg_sys::load_file(c"plpgsql".as_ptr(), false) };
+    BASELINE.set(loaded_objects());
+}
+
+/// Whether this session may run a task of `owner`. What an extension keeps
+/// in its own memory (dblink's open connections, a PL's global variables)
+/// outlives every reset above and is the previous task's owner's; a
+/// session into which a task has loaded a library since it started runs no
+/// task of another role.
+pub fn may_run_as(owner: pg_sys::Oid) -> bool {
+    let last = LAST_OWNER.get();
+    last == pg_sys::InvalidOid || last == owner || loaded_objects() <= BASELINE.get()
+}
+
+/// Notes that a task of `owner` runs in this session.
+pub fn runs_as(owner: pg_sys::Oid) {
+    LAST_OWNER.set(owner);
 }
 
 /// The lock method of advisory locks (lock.h).

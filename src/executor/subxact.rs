@@ -51,7 +51,9 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         session::clean();
 
         let mut outcome = timer.outcome_of(result);
-        if let Some(f) = outcome.failure.as_mut().filter(|f| f.code == PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION) {
+        if let Some(f) =
+            outcome.failure.as_mut().filter(|f| f.code == Some(PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION))
+        {
             // VACUUM and the like refuse a transaction block: say where they run.
             f.message.push_str(" (run it in a task with transactional => false)");
         }

@@ -40,7 +40,7 @@ impl Timer {
             Ok(rows) => Outcome::succeeded(Some(rows)),
             Err(failure) => {
                 // A cancel once the timeout has passed is the timeout's.
-                let timed_out = failure.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+                let timed_out = failure.code == Some(PgSqlErrorCode::ERRCODE_QUERY_CANCELED)
                     && self.timeout_ms.is_some_and(|ms| self.started.elapsed().as_millis() >= ms as u128);
                 let status = if timed_out { RunStatus::Timeout } else { RunStatus::Failed };
                 Outcome { status, ..Outcome::failed(failure) }

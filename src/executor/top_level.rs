@@ -65,10 +65,22 @@ fn run_statements(text: &CString, owner: pg_sys::Oid, timeout_ms: Option<i32>) -
                 let raw = (*(*statements).elements.add(i)).ptr_value.cast::<pg_sys::RawStmt>();
                 rows = run_statement(raw, text, owner, own_sec, parse_cxt);
             }
+            // A BEGIN that no COMMIT ended would keep the worker in the block,
+            // holding its locks and snapshot, for ever.
+            if pg_sys::IsTransactionBlock() {
+                pg_sys::AbortOutOfAnyTransaction();
+                return Err(Failure::new(
+                    PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+                    "the command left a transaction block open (a BEGIN without COMMIT); what it did in the block \
+                     was rolled back",
+                ));
+            }
             Ok(rows)
         }))
+        // Out of a transaction block too: an error inside one leaves it
+        // aborted, and nothing of the task may stay.
         .catch_others(|err| {
-            pg_sys::AbortCurrentTransaction();
+            pg_sys::AbortOutOfAnyTransaction();
             Err(Failure::caught(&err))
         })
         .execute();

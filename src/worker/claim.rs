@@ -11,8 +11,8 @@ use chrono_tz::Tz;
 use mtask_core::lifecycle::{Missed, Overlap, Timing};
 use mtask_core::retention::LogRuns;
 use mtask_core::retry::RetryPolicy;
-use mtask_core::states::{CommandType, Kind};
-use pgrx::datum::DatumWithOid;
+use mtask_core::states::{CommandType, Kind, Status};
+use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::pg_sys::PgBuiltInOids;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError, SpiHeapTupleData, SpiResult};
@@ -49,21 +49,26 @@ macro_rules! task_row {
 
 task_row! {
     id: req i64 = "id",
+    name: req String = "name",
+    status: req String = "status",
+    // Which version of the row was claimed: a run that ends finds out
+    // whether the row changed meanwhile (record.rs).
+    xmin: req i64 = "xmin::text::bigint",
     command: req String = "command",
     owner: req pg_sys::Oid = "owner::oid",
     kind: req String = "kind",
     schedule: opt String = "schedule",
     timezone: req String = "timezone",
     start_at: req TimestampWithTimeZone = "start_at",
-    next_run_at: req TimestampWithTimeZone = "next_run_at",
+    next_run_at: opt TimestampWithTimeZone = "next_run_at",
     missed: req String = "missed",
     end_at: opt TimestampWithTimeZone = "end_at",
     max_runs: opt i64 = "max_runs",
     run_count: req i64 = "run_count",
-    timeout_ms: opt i64 = "(extract(epoch FROM timeout) * 1000)::bigint",
+    timeout: opt Interval = "timeout",
     max_attempts: req i32 = "max_attempts",
-    retry_delay_us: req i64 = "(extract(epoch FROM retry_delay) * 1000000)::bigint",
-    retry_max_delay_us: req i64 = "(extract(epoch FROM retry_max_delay) * 1000000)::bigint",
+    retry_delay: req Interval = "retry_delay",
+    retry_max_delay: req Interval = "retry_max_delay",
     max_consecutive_failures: opt i32 = "max_consecutive_failures",
     attempt: req i32 = "attempt",
     retry_slot: opt TimestampWithTimeZone = "retry_slot",
@@ -101,6 +106,13 @@ fn claim_sql() -> &'static str {
     })
 }
 
+/// A task by id, locked, whatever its status: to record what became of a
+/// run when the row changed during it, or when its worker died.
+fn by_id_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| format!("SELECT {SELECT_LIST} FROM mtask.tasks WHERE id = $1 FOR UPDATE"))
+}
+
 /// The first due task, locked; a non-transactional one only if `any_kind`.
 pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<TaskRow>> {
     let args = [DatumWithOid::from(any_kind)];
@@ -108,9 +120,25 @@ pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<Tas
     rows.first().map(TaskRow::read).transpose()
 }
 
+/// Task `id`, locked; None if it is gone.
+pub fn by_id(client: &mut SpiClient<'_>, id: i64) -> SpiResult<Option<TaskRow>> {
+    let rows = plans::execute(client, by_id_sql(), &[PgBuiltInOids::INT8OID], Some(1), &[id.into()])?;
+    rows.first().map(TaskRow::read).transpose()
+}
+
+/// An interval as elapsed time, a month being 30 days as in Postgres'
+/// extract(epoch ...); saturating rather than overflowing.
+fn duration_of(iv: &Interval) -> chrono::Duration {
+    let micros = (i128::from(iv.months()) * 30 + i128::from(iv.days())) * 86_400_000_000 + i128::from(iv.micros());
+    chrono::Duration::microseconds(micros.clamp(0, i128::from(i64::MAX / 1000)) as i64)
+}
+
 /// A claimed task, in the core's terms.
 pub struct Task {
     pub id: i64,
+    pub name: String,
+    pub status: Status,
+    pub xmin: i64,
     pub command: String,
     pub owner: pg_sys::Oid,
     pub command_type: CommandType,
@@ -121,7 +149,7 @@ pub struct Task {
     pub due: DateTime<Utc>,
     /// The task's own log_runs, else the setting's.
     pub log_runs: LogRuns,
-    /// None: mtask.default_timeout.
+    /// In whole milliseconds, rounded up; None: mtask.default_timeout.
     timeout_ms: Option<i64>,
     pub timing: Timing,
 }
@@ -133,18 +161,27 @@ impl Task {
             pg_schedule::to_chrono(ts).ok_or_else(|| format!("its {what} is not a finite timestamp"))
         };
         let named = |what: &str, text: &str| format!("its {what} \"{text}\" is not one mtask knows");
+        let status = Status::from_sql(&row.status).ok_or_else(|| named("status", &row.status))?;
         let kind = Kind::from_sql(&row.kind).ok_or_else(|| named("kind", &row.kind))?;
         let schedule = match (kind, &row.schedule) {
-            (Kind::Recurring, Some(text)) => Some(pg_schedule::parse(text).map_err(|e| e.message())?),
+            (Kind::Recurring, Some(text)) => {
+                Some(pg_schedule::parse(text).map_err(|e| format!("its schedule is not valid: {}", e.message()))?)
+            }
             (Kind::Recurring, None) => return Err("it is recurring but has no schedule".into()),
             (Kind::Once, _) => None,
         };
-        let tz: Tz = mtask_core::schedule::time_zone(&row.timezone).map_err(|e| e.message())?;
+        let tz: Tz = mtask_core::schedule::time_zone(&row.timezone).map_err(|e| format!("its {}", e.message()))?;
         let command_type =
             CommandType::from_sql(&row.command_type).ok_or_else(|| named("command type", &row.command_type))?;
         let log_runs = match &row.log_runs {
             Some(text) => LogRuns::from_sql(text).ok_or_else(|| named("log_runs", text))?,
             None => guc::log_runs(),
+        };
+        // A delay the clock cannot add up would make every retry time
+        // overflow; the tasks trigger refuses more than 100 years.
+        let delay = |what: &str, iv: &Interval| {
+            let d = duration_of(iv);
+            (d <= chrono::Duration::days(36_525 * 2)).then_some(d).ok_or_else(|| format!("its {what} is too long"))
         };
         let timing = Timing {
             schedule,
@@ -157,25 +194,36 @@ impl Task {
             runs: row.run_count,
             retry: RetryPolicy {
                 max_attempts: row.max_attempts,
-                base: chrono::Duration::microseconds(row.retry_delay_us),
-                cap: chrono::Duration::microseconds(row.retry_max_delay_us),
+                base: delay("retry_delay", &row.retry_delay)?,
+                cap: delay("retry_max_delay", &row.retry_max_delay)?,
                 max_consecutive_failures: row.max_consecutive_failures,
             },
             attempt: row.attempt,
             retry_slot: row.retry_slot.map(|t| instant("retry_slot", t)).transpose()?,
             failures: row.consecutive_failures,
         };
+        let due = match row.next_run_at {
+            Some(t) => instant("next_run_at", t)?,
+            None if status == Status::Scheduled => return Err("it is scheduled but has no next_run_at".into()),
+            None => timing.anchor,
+        };
         Ok(Task {
             id: row.id,
+            name: row.name.clone(),
+            status,
+            xmin: row.xmin,
             command: row.command.clone(),
             owner: row.owner,
             command_type,
             payload: row.payload.clone(),
             // A program's effects cannot be rolled back, whatever the row says.
             outside: !row.transactional || command_type == CommandType::Program,
-            due: instant("next_run_at", row.next_run_at)?,
+            due,
             log_runs,
-            timeout_ms: row.timeout_ms,
+            timeout_ms: row
+                .timeout
+                .as_ref()
+                .map(|iv| (duration_of(iv).num_microseconds().unwrap_or(i64::MAX) as u64).div_ceil(1000) as i64),
             timing,
         })
     }

@@ -34,6 +34,7 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
     executor::session::pin_worker_search_path();
+    executor::session::note_baseline();
     shmem::attach(slot);
 
     let mut schema = SchemaCheck::new(slot);
@@ -57,6 +58,10 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
             shmem::add_runs(slot, stepped.runs);
             vacuum.ran(stepped.runs);
             sleep = stepped.sleep;
+            if stepped.retire {
+                // The launcher starts a fresh worker in the slot.
+                break;
+            }
         }
         if leads && guc::enabled() {
             sleep = sleep.min(purger.tick(database, &mut vacuum, || schema.ready(leads)));

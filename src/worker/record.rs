@@ -18,6 +18,10 @@ use pgrx::spi::{SpiClient, SpiResult};
 /// How one run ended, and what becomes of its task.
 pub struct RunRecord {
     pub task_id: i64,
+    /// The version of the task's row the run was decided on: if the row has
+    /// changed since (a user, or the task itself, altered or paused it),
+    /// the task's new state is worked out again from the row as it is.
+    pub xmin: i64,
     /// The 'running' run row of a non-transactional run, committed before it
     /// started; None for a run recorded in the transaction it ran in.
     pub run_id: Option<i64>,
@@ -49,13 +53,14 @@ macro_rules! record_columns {
 
 record_columns! {
     task_id "bigint[]" INT8ARRAYOID => |r| r.task_id,
+    xmin "bigint[]" INT8ARRAYOID => |r| r.xmin,
     run_id "bigint[]" INT8ARRAYOID => |r| r.run_id,
     scheduled_for "timestamptz[]" TIMESTAMPTZARRAYOID => |r| to_pg(r.slot),
     attempt "int[]" INT4ARRAYOID => |r| r.attempt,
     started_at "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.started_at,
     finished_at "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.finished_at,
     status "text[]" TEXTARRAYOID => |r| r.outcome.status.as_sql(),
-    sqlstate "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().map(|f| report::sqlstate(f.code)),
+    sqlstate "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().and_then(|f| f.code).map(report::sqlstate),
     message "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().map(|f| f.message.clone()),
     rows "bigint[]" INT8ARRAYOID => |r| r.outcome.rows,
     exit_code "int[]" INT4ARRAYOID => |r| r.outcome.program.as_ref().and_then(|p| p.exit_code),
@@ -63,9 +68,9 @@ record_columns! {
     stderr "text[]" TEXTARRAYOID => |r| r.outcome.program.as_ref().map(|p| p.stderr.clone()),
     logged "boolean[]" BOOLARRAYOID => |r| r.logged,
     next_status "text[]" TEXTARRAYOID => |r| r.after.status.as_sql(),
-    next_run_at "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.after.next.map(to_pg),
+    next_run_at "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.after.next.and_then(to_pg),
     next_attempt "int[]" INT4ARRAYOID => |r| r.after.attempt,
-    retry_slot "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.after.retry_slot.map(to_pg),
+    retry_slot "timestamptz[]" TIMESTAMPTZARRAYOID => |r| r.after.retry_slot.and_then(to_pg),
     failures "int[]" INT4ARRAYOID => |r| r.after.failures,
     pause_reason "text[]" TEXTARRAYOID => |r| r.pause_reason.clone(),
 }
@@ -83,7 +88,7 @@ fn record_sql(running: bool) -> &'static str {
                  last_run_at = r.started_at,
                  last_status = r.status,
                  last_error = r.message,
-                 run_count = t.run_count + 1,
+                 run_count = t.run_count + CASE WHEN r.status = 'crashed' THEN 0 ELSE 1 END,
                  failure_count = t.failure_count + CASE WHEN r.status = 'succeeded' THEN 0 ELSE 1 END,
                  status = r.next_status,
                  next_run_at = r.next_run_at,
@@ -91,7 +96,8 @@ fn record_sql(running: bool) -> &'static str {
                  retry_slot = r.retry_slot,
                  consecutive_failures = r.failures,
                  pause_reason = r.pause_reason
-             FROM r WHERE t.id = r.task_id";
+             FROM r WHERE t.id = r.task_id AND t.xmin::text::bigint = r.xmin
+             RETURNING t.id";
         [
             format!(
                 "WITH {records},
@@ -121,19 +127,23 @@ fn record_sql(running: bool) -> &'static str {
 }
 
 /// Records `records` in one statement: all of them runs recorded in the
-/// transaction they ran in, or all committed as 'running' first.
-pub fn record(client: &mut SpiClient<'_>, records: &[RunRecord]) -> SpiResult<()> {
+/// transaction they ran in, or all committed as 'running' first. Returns
+/// the tasks whose rows changed during their runs, which were not moved on.
+pub fn record(client: &mut SpiClient<'_>, records: &[RunRecord]) -> SpiResult<Vec<i64>> {
     static TYPES: std::sync::OnceLock<Vec<Type>> = std::sync::OnceLock::new();
     let types = TYPES.get_or_init(|| COLUMNS.iter().map(|(_, _, oid)| *oid).collect());
     let running = records.iter().any(|r| r.run_id.is_some());
     debug_assert!(!running || records.iter().all(|r| r.run_id.is_some()));
-    plans::execute(client, record_sql(running), types, None, &bind(records))?;
-    Ok(())
+    let rows = plans::execute(client, record_sql(running), types, None, &bind(records))?;
+    let moved: Vec<i64> =
+        rows.iter().map(|row| row.get::<i64>(1)).collect::<SpiResult<Vec<_>>>()?.into_iter().flatten().collect();
+    Ok(records.iter().map(|r| r.task_id).filter(|id| !moved.contains(id)).collect())
 }
 
 /// A non-transactional run, committed as 'running' before it starts (with
-/// the worker's pid and backend_start, so that a crash mid-run is seen
-/// afterwards), and its task marked 'running', so it cannot start twice.
+/// the worker's pid and backend_start, for the DBA; the run board says
+/// whether it still runs), and its task marked 'running', so it cannot
+/// start twice. Returns the run's id and the task row's new version.
 const START_RUN: &str = "
     WITH run AS (
         INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, status, pid, backend_start)
@@ -141,9 +151,9 @@ const START_RUN: &str = "
         FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()
         RETURNING id
     ), task AS (
-        UPDATE mtask.tasks SET status = 'running' WHERE id = $1
+        UPDATE mtask.tasks SET status = 'running' WHERE id = $1 RETURNING xmin::text::bigint AS xmin
     )
-    SELECT id FROM run";
+    SELECT run.id, task.xmin FROM run, task";
 
 pub fn start_run(
     client: &mut SpiClient<'_>,
@@ -151,32 +161,59 @@ pub fn start_run(
     slot: DateTime<Utc>,
     attempt: i32,
     started_at: TimestampWithTimeZone,
-) -> SpiResult<i64> {
+) -> SpiResult<(i64, i64)> {
     let args = [task_id.into(), to_pg(slot).into(), attempt.into(), started_at.into()];
     let types = [Type::INT8OID, Type::TIMESTAMPTZOID, Type::INT4OID, Type::TIMESTAMPTZOID];
-    let id: Option<i64> = plans::first(&plans::execute(client, START_RUN, &types, Some(1), &args)?)?;
-    id.ok_or(pgrx::spi::SpiError::InvalidPosition)
+    let rows = plans::execute(client, START_RUN, &types, Some(1), &args)?;
+    let row = rows.first().ok_or(pgrx::spi::SpiError::InvalidPosition)?;
+    match (row.get(1)?, row.get(2)?) {
+        (Some(id), Some(xmin)) => Ok((id, xmin)),
+        _ => Err(pgrx::spi::SpiError::InvalidPosition),
+    }
 }
 
-/// Runs left 'running' by a worker that is gone (a crash, a restart, a
-/// terminated worker) are closed as 'crashed', and their tasks scheduled
-/// again: their next_run_at is still the slot that was running, so the
-/// missed-run policy decides whether it runs again.
-const RECOVER_ORPHANS: &str = "
-    WITH orphans AS (
-        UPDATE mtask.runs r SET status = 'crashed', finished_at = now(),
-               message = 'the worker running it stopped before the run ended'
-        WHERE r.status = 'running'
-          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                          WHERE a.pid = r.pid AND a.backend_start = r.backend_start)
-        RETURNING r.task_id
-    )
-    UPDATE mtask.tasks t SET status = 'scheduled', last_status = 'crashed',
-           last_error = 'the worker running it stopped before the run ended'
-    FROM orphans o WHERE t.id = o.task_id AND t.status = 'running'";
+/// The 'running' runs of this database: a non-transactional run under way,
+/// or one whose worker died.
+const RUNNING_RUNS: &str = "SELECT id, task_id, scheduled_for, started_at FROM mtask.runs WHERE status = 'running'";
 
-pub fn recover_orphans(client: &mut SpiClient<'_>) -> SpiResult<()> {
-    plans::execute(client, RECOVER_ORPHANS, &[], None, &[])?;
+/// A run committed as 'running' whose worker is gone.
+pub struct Orphan {
+    pub run_id: i64,
+    pub task_id: i64,
+    pub slot: Option<TimestampWithTimeZone>,
+    pub started_at: TimestampWithTimeZone,
+}
+
+/// The 'running' runs whose worker the run board does not show alive.
+pub fn orphans(client: &mut SpiClient<'_>) -> SpiResult<Vec<Orphan>> {
+    let rows = plans::execute(client, RUNNING_RUNS, &[], None, &[])?;
+    let mut orphans = Vec::new();
+    for row in &rows {
+        let (Some(run_id), Some(task_id), Some(started_at)) = (row.get(1)?, row.get(2)?, row.get(4)?) else {
+            continue;
+        };
+        if !crate::shmem::run_alive(unsafe { pg_sys::MyDatabaseId }, run_id) {
+            orphans.push(Orphan { run_id, task_id, slot: row.get(3)?, started_at });
+        }
+    }
+    Ok(orphans)
+}
+
+/// Closes an orphan whose task is gone.
+pub fn close_orphan(client: &mut SpiClient<'_>, run_id: i64, message: &str) -> SpiResult<()> {
+    let args = [run_id.into(), message.into(), RunStatus::Crashed.as_sql().into()];
+    client.update(
+        "UPDATE mtask.runs SET status = $3, finished_at = now(), message = $2 WHERE id = $1 AND status = 'running'",
+        None,
+        &args,
+    )?;
+    Ok(())
+}
+
+/// Sets a task that cannot be handled aside: paused, with why.
+pub fn set_aside(client: &mut SpiClient<'_>, task_id: i64, why: &str) -> SpiResult<()> {
+    let args = [task_id.into(), why.into(), Status::Paused.as_sql().into()];
+    client.update("UPDATE mtask.tasks SET status = $3, pause_reason = $2 WHERE id = $1", None, &args)?;
     Ok(())
 }
 
@@ -199,7 +236,7 @@ pub fn record_skipped(client: &mut SpiClient<'_>, task_id: i64, skipped: &Skippe
 
 /// Moves a task on without running it.
 pub fn pass(client: &mut SpiClient<'_>, task_id: i64, status: Status, next: Option<DateTime<Utc>>) -> SpiResult<()> {
-    let args = [task_id.into(), status.as_sql().into(), next.map(to_pg).into()];
+    let args = [task_id.into(), status.as_sql().into(), next.and_then(to_pg).into()];
     client.update("UPDATE mtask.tasks SET status = $2, next_run_at = $3 WHERE id = $1", None, &args)?;
     Ok(())
 }

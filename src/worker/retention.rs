@@ -42,7 +42,9 @@ const PURGE_RUNS: &str = "
         FROM mtask.tasks WHERE id > $1 ORDER BY id LIMIT $6
     ), picked AS (
         SELECT id, coalesce(history_max_per_task, $2) AS keep,
-               coalesce(history_max_age, make_interval(secs => $3)) AS max_age
+               -- Bounded, so that now() - max_age is a timestamp whatever
+               -- a row holds; the tasks trigger refuses more than 100 years.
+               least(coalesce(history_max_age, make_interval(secs => $3)), interval '1000 years') AS max_age
         FROM examined WHERE run_count > 0 ORDER BY id LIMIT $4
     ), doomed AS (
         SELECT r.id FROM picked p CROSS JOIN LATERAL (

@@ -7,16 +7,21 @@
 //! budget keeps the effects of the first from waiting long for the commit.
 //! Each task is claimed only when its turn comes, so tasks not yet reached
 //! stay free for other workers: a long task holds up no other task's start.
+//!
+//! Nothing a single task is or does may stop the step for the others: a
+//! claimed row that cannot be made a `Task`, or whose run cannot be
+//! recorded, is set aside (paused, with why) instead.
 
 use super::claim::{self, Task};
 use super::record::{self, RunRecord};
 use super::transaction;
 use super::version::SchemaCheck;
-use crate::executor::{self, Outcome};
+use crate::executor::{self, Outcome, session};
 use crate::report::Failure;
-use crate::{guc, pg_schedule};
+use crate::{guc, pg_schedule, shmem};
 use chrono::{DateTime, Utc};
-use mtask_core::lifecycle::{After, Decision};
+use mtask_core::lifecycle::After;
+use mtask_core::lifecycle::Decision;
 use mtask_core::states::{CommandType, RunStatus, Status};
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
@@ -29,12 +34,17 @@ use std::time::{Duration, Instant};
 const MAX_BATCH: usize = 64;
 const BATCH_BUDGET: Duration = Duration::from_millis(5);
 
+/// What a run whose worker died is recorded as.
+const WORKER_DIED: &str = "the worker running it stopped before the run ended";
+
 /// What a step did.
 pub struct Stepped {
     /// Runs it committed.
     pub runs: usize,
     /// How long to sleep: zero after a run, as there may be more due tasks.
     pub sleep: Duration,
+    /// This worker must leave: its session holds another role's state.
+    pub retire: bool,
 }
 
 #[derive(Default)]
@@ -53,21 +63,37 @@ struct Claimed {
     run_id: Option<i64>,
 }
 
+/// What became of a run, for its task's next state.
+enum Verdict {
+    Ran {
+        succeeded: bool,
+    },
+    /// Its worker died.
+    Crashed,
+    /// It was not run, and the task is paused with this reason.
+    Refused(String),
+}
+
 /// What the claim's transaction leaves to do.
 enum Next {
     Sleep(Duration),
     /// Run the claimed non-transactional task, outside any transaction.
     RunOutside,
+    /// Leave: the next task is another role's.
+    Retire,
 }
 
 /// What taking one due task did.
 enum Taken {
     /// Nothing is due.
     Nothing,
-    /// A task ran (or was passed over) and was recorded.
+    /// A task ran (or was passed over, or set aside) and was recorded.
     Done,
     /// A non-transactional task is claimed, to run after the commit.
     RunOutside,
+    /// The claimed task is another role's, and this session holds state it
+    /// must not see: the task is left as it was.
+    Yield,
 }
 
 impl Stepper {
@@ -88,12 +114,13 @@ impl Stepper {
                     match take_one(client, &claimed, done == 0) {
                         Taken::Nothing if done == 0 => {
                             // Idle: a good moment to close runs whose worker died.
-                            record::recover_orphans(client).unwrap_or_else(|e| error!("{e}"));
+                            recover_orphans(client);
                             let next = record::next_due(client).unwrap_or_else(|e| error!("{e}"));
                             return Next::Sleep(sleep_until(next));
                         }
                         Taken::Nothing => return Next::Sleep(Duration::ZERO),
                         Taken::RunOutside => return Next::RunOutside,
+                        Taken::Yield => return Next::Retire,
                         Taken::Done => done += 1,
                     }
                     if done >= batch || begun.elapsed() >= BATCH_BUDGET {
@@ -103,14 +130,21 @@ impl Stepper {
             })
         });
         let runs = if result.is_ok() { done } else { 0 };
+        let mut retire = false;
         let sleep = match result {
             Ok(Next::Sleep(sleep)) => sleep,
+            Ok(Next::Retire) => {
+                retire = true;
+                Duration::ZERO
+            }
             Ok(Next::RunOutside) => {
                 let run = claimed.take().expect("claimed before RunOutside");
                 let outcome = executor::run_outside(&run.task.command());
-                // If this fails, the run stays 'running' until recover_orphans
-                // closes it once this worker is gone.
-                record_apart(&run, outcome)
+                // If this fails, the run stays 'running' until a worker finds
+                // it has no worker and closes it.
+                let sleep = record_apart(&run, outcome);
+                shmem::outside_run_ended();
+                sleep
             }
             // Several tasks shared the transaction that failed, and which one
             // failed it is unknown. All their effects are rolled back; they run
@@ -130,18 +164,23 @@ impl Stepper {
                 }
             },
         };
-        Stepped { runs, sleep }
+        Stepped { runs, sleep, retire }
     }
 }
 
-/// Records a run in a transaction of its own. Returns how long to sleep:
-/// a naptime if even that failed, so that a broken task is not retried in a
-/// tight loop.
+/// Records a run in a transaction of its own. If even that fails, the task
+/// is set aside, so that it is not claimed again and again. Returns how long
+/// to sleep: a naptime if nothing could be recorded.
 fn record_apart(run: &Claimed, outcome: Outcome) -> Duration {
-    match transaction::run(|| Spi::connect_mut(|client| finish(client, run, outcome))) {
+    let verdict = Verdict::Ran { succeeded: outcome.status == RunStatus::Succeeded };
+    let Err(why) = transaction::run(|| Spi::connect_mut(|client| finish(client, run, outcome, verdict))) else {
+        return Duration::ZERO;
+    };
+    let reason = format!("its run could not be recorded: {why}");
+    match transaction::run(|| Spi::connect_mut(|client| set_aside(client, run.task.id, &run.task.name, &reason))) {
         Ok(()) => Duration::ZERO,
-        Err(why) => {
-            warning!("mtask: could not record the run of task {}: {why}", run.task.id);
+        Err(again) => {
+            warning!("mtask: could not record the run of task {}, nor set it aside: {again}", run.task.id);
             guc::naptime()
         }
     }
@@ -154,10 +193,27 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
     let Some(row) = claim::claim(client, first).unwrap_or_else(|e| error!("{e}")) else {
         return Taken::Nothing;
     };
-    let task = Task::from_row(&row).unwrap_or_else(|why| error!("mtask: task {} cannot run: {why}", row.id));
+    let task = match Task::from_row(&row) {
+        Ok(task) => task,
+        Err(why) => {
+            set_aside(client, row.id, &row.name, &why);
+            return Taken::Done;
+        }
+    };
+    if !session::may_run_as(task.owner) {
+        return Taken::Yield;
+    }
     // One instant for the decision and the run's start, so that a run
     // never starts after the end_at it was allowed under.
     let started = now();
+    if let Some(crash) = shmem::crashed_run(unsafe { pg_sys::MyDatabaseId }, task.id) {
+        let instant = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
+        let slot = instant(crash.scheduled_for).and_then(pg_schedule::to_chrono).unwrap_or(task.due);
+        let started = instant(crash.started_at).unwrap_or(started);
+        let run = Claimed { task, slot, started, run_id: None };
+        finish(client, &run, crashed(), Verdict::Crashed);
+        return Taken::Done;
+    }
     let slot = match task.timing.before_run(task.due, pg_schedule::instant_or_raise("now", started), guc::catchup()) {
         Decision::Pass { skipped, status, next } => {
             if task.log_runs.records(RunStatus::Skipped) {
@@ -174,35 +230,60 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
         }
     };
     if let Some((failure, remedy)) = refusal(&task) {
-        let mut after = task.timing.after_run(slot, Utc::now(), false, 0.0);
-        after.status = Status::Paused;
         let reason = format!("{failure}; {remedy}, then resume it");
         let run = Claimed { task, slot, started, run_id: None };
-        write(client, &run, Outcome::failed(failure), after, Some(reason));
+        finish(client, &run, Outcome::failed(failure), Verdict::Refused(reason));
         return Taken::Done;
     }
+    session::runs_as(task.owner);
+    let on_board = |run_id: i64, task: &Task| shmem::Running {
+        database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        task_id: task.id,
+        run_id,
+        attempt: task.timing.attempt,
+        started_at: started.into(),
+        scheduled_for: pg_schedule::to_pg(slot).map_or(0, i64::from),
+        pid: unsafe { pg_sys::MyProcPid },
+    };
     if task.outside {
-        // Committed as 'running' first, so that a crash mid-run is
-        // seen afterwards (recover_orphans) rather than lost.
-        let run_id =
+        // Committed as 'running' first, so that a crash mid-run is seen
+        // afterwards rather than lost.
+        let (run_id, xmin) =
             record::start_run(client, task.id, slot, task.timing.attempt, started).unwrap_or_else(|e| error!("{e}"));
+        shmem::running(on_board(run_id, &task));
+        let mut task = task;
+        task.xmin = xmin;
         claimed.replace(Some(Claimed { task, slot, started, run_id: Some(run_id) }));
         return Taken::RunOutside;
     }
+    shmem::running(on_board(0, &task));
     claimed.replace(Some(Claimed { task, slot, started, run_id: None }));
     let held = claimed.borrow();
     let run = held.as_ref().expect("just claimed");
     let outcome = executor::run_in_transaction(client, &run.task.command());
-    finish(client, run, outcome);
+    let verdict = Verdict::Ran { succeeded: outcome.status == RunStatus::Succeeded };
+    finish(client, run, outcome, verdict);
     Taken::Done
 }
 
+fn crashed() -> Outcome {
+    Outcome { status: RunStatus::Crashed, ..Outcome::failed(Failure::untold(WORKER_DIED)) }
+}
+
 /// Why a claimed task must not run, and what would let it: its owner is
-/// gone, or may no longer run programs. Such a task is paused.
+/// gone, may no longer connect here, or may no longer run programs. Such a
+/// task is paused.
 fn refusal(task: &Task) -> Option<(Failure, &'static str)> {
     if !crate::roles::role_exists(task.owner) {
         let why = format!("the task's owner, the role with OID {}, no longer exists", task.owner.to_u32());
         return Some((Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, why), "give the task an existing owner"));
+    }
+    if !crate::roles::may_connect(task.owner) {
+        let why = "the task's owner may not connect to this database (it lacks CONNECT)";
+        return Some((
+            Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, why),
+            "grant it CONNECT on the database",
+        ));
     }
     if task.command_type == CommandType::Program && !executor::program::may_run_programs(task.owner) {
         let why = "the task's owner may no longer run programs";
@@ -212,6 +293,36 @@ fn refusal(task: &Task) -> Option<(Failure, &'static str)> {
         ));
     }
     None
+}
+
+/// Pauses a task that mtask cannot handle, saying why, so that it stops no
+/// other task; it runs again once someone corrects it and resumes it.
+fn set_aside(client: &mut SpiClient<'_>, id: i64, name: &str, why: &str) {
+    warning!("mtask: task {id} (\"{name}\") was set aside: {why}");
+    let reason = format!("set aside by mtask: {why}; correct it, then resume it");
+    record::set_aside(client, id, &reason).unwrap_or_else(|e| error!("{e}"));
+}
+
+/// Closes the runs committed as 'running' whose worker is gone, as crashed,
+/// and moves their tasks on.
+fn recover_orphans(client: &mut SpiClient<'_>) {
+    let database = unsafe { pg_sys::MyDatabaseId };
+    for orphan in record::orphans(client).unwrap_or_else(|e| error!("{e}")) {
+        let row = claim::by_id(client, orphan.task_id).unwrap_or_else(|e| error!("{e}"));
+        match row.as_ref().map(Task::from_row) {
+            Some(Ok(task)) => {
+                let slot = orphan.slot.and_then(pg_schedule::to_chrono).unwrap_or(task.due);
+                let run = Claimed { task, slot, started: orphan.started_at, run_id: Some(orphan.run_id) };
+                finish(client, &run, crashed(), Verdict::Crashed);
+            }
+            Some(Err(why)) => {
+                record::close_orphan(client, orphan.run_id, WORKER_DIED).unwrap_or_else(|e| error!("{e}"));
+                set_aside(client, orphan.task_id, row.as_ref().map_or("", |r| r.name.as_str()), &why);
+            }
+            None => record::close_orphan(client, orphan.run_id, WORKER_DIED).unwrap_or_else(|e| error!("{e}")),
+        }
+        shmem::forget_crashed_run(database, orphan.run_id);
+    }
 }
 
 fn now() -> TimestampWithTimeZone {
@@ -227,19 +338,35 @@ fn sleep_until(next: Option<TimestampWithTimeZone>) -> Duration {
     (next - Utc::now()).to_std().map_or(Duration::ZERO, |d| d.min(naptime))
 }
 
-/// Records the run that ended with `outcome`, and moves its task on.
-fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome) {
-    let succeeded = outcome.status == RunStatus::Succeeded;
+/// The task's next state after its run for `slot`, and why it is paused if
+/// it is.
+fn settle(task: &Task, slot: DateTime<Utc>, verdict: &Verdict) -> (After, Option<String>) {
     let jitter = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
-    let after = run.task.timing.after_run(run.slot, Utc::now(), succeeded, jitter);
-    let reason =
-        (after.status == Status::Paused).then(|| format!("paused after {} failed runs in a row", after.failures));
-    write(client, run, outcome, after, reason);
+    let ended = Utc::now();
+    let mut after = match verdict {
+        Verdict::Ran { succeeded } => task.timing.after_run(slot, ended, *succeeded, jitter),
+        Verdict::Crashed => task.timing.after_crash(slot, ended, jitter),
+        Verdict::Refused(_) => task.timing.after_run(slot, ended, false, 0.0),
+    };
+    let reason = match verdict {
+        Verdict::Refused(reason) => {
+            after.status = Status::Paused;
+            Some(reason.clone())
+        }
+        _ => (after.status == Status::Paused).then(|| format!("paused after {} failed runs in a row", after.failures)),
+    };
+    (after, reason)
 }
 
-fn write(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, after: After, pause_reason: Option<String>) {
+/// Records the run that ended with `outcome`, and moves its task on. If the
+/// task's row changed during the run, its next state is worked out again
+/// from the row as it now is, so that what the change said is kept: a new
+/// schedule is followed, and a task paused meanwhile stays paused.
+fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, verdict: Verdict) {
+    let (after, pause_reason) = settle(&run.task, run.slot, &verdict);
     let record = RunRecord {
         task_id: run.task.id,
+        xmin: run.task.xmin,
         run_id: run.run_id,
         slot: run.slot,
         attempt: run.task.timing.attempt,
@@ -250,5 +377,23 @@ fn write(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, after: Aft
         after,
         pause_reason,
     };
-    record::record(client, std::slice::from_ref(&record)).unwrap_or_else(|e| error!("{e}"));
+    let changed = record::record(client, std::slice::from_ref(&record)).unwrap_or_else(|e| error!("{e}"));
+    if changed.is_empty() {
+        return;
+    }
+    let Some(row) = claim::by_id(client, record.task_id).unwrap_or_else(|e| error!("{e}")) else {
+        return; // the task deleted itself
+    };
+    let now_task = match Task::from_row(&row) {
+        Ok(task) => task,
+        Err(why) => return set_aside(client, row.id, &row.name, &why),
+    };
+    let (mut after, mut pause_reason) = settle(&now_task, run.slot, &verdict);
+    if now_task.status == Status::Paused && after.status == Status::Scheduled {
+        after.status = Status::Paused;
+        pause_reason = None;
+    }
+    // The run row is written; this moves the task on.
+    let again = RunRecord { xmin: now_task.xmin, run_id: None, logged: false, after, pause_reason, ..record };
+    record::record(client, std::slice::from_ref(&again)).unwrap_or_else(|e| error!("{e}"));
 }

@@ -1,6 +1,7 @@
 //! A top-level transaction of the worker's own, from start to commit.
 
 use crate::report::Failure;
+use crate::shmem;
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
 
@@ -13,10 +14,12 @@ pub fn run<R>(body: impl FnOnce() -> R) -> Result<R, Failure> {
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         let r = body();
         pg_sys::PopActiveSnapshot();
+        shmem::not_running();
         pg_sys::CommitTransactionCommand();
         Ok(r)
     }))
     .catch_others(|err| {
+        shmem::not_running();
         unsafe { pg_sys::AbortCurrentTransaction() };
         Err(Failure::caught(&err))
     })
