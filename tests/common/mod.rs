@@ -123,9 +123,14 @@ impl Cluster {
 
     /// A running cluster with exactly `conf` added to its postgresql.conf.
     pub fn start_with(conf: &str) -> Cluster {
+        Self::start_with_env(conf, &[])
+    }
+
+    /// As `start_with`, with `env` in the server's environment.
+    pub fn start_with_env(conf: &str, env: &[(&str, &str)]) -> Cluster {
         let dir = Self::new_dir();
         check("copy template", Command::new("cp").arg("-a").arg(template()).arg(dir.join("data")).output().unwrap());
-        Self::configure_and_start(dir, conf)
+        Self::configure_and_start(dir, conf, env)
     }
 
     /// A hot standby of `primary`, made with `pg_basebackup -R` and
@@ -142,7 +147,7 @@ impl Cluster {
                 .output()
                 .unwrap(),
         );
-        Self::configure_and_start(dir, conf)
+        Self::configure_and_start(dir, conf, &[])
     }
 
     fn new_dir() -> PathBuf {
@@ -155,7 +160,7 @@ impl Cluster {
 
     /// Gives the cluster in `dir` its own port and socket directory (later
     /// lines of postgresql.conf win over a copied primary's) and starts it.
-    fn configure_and_start(dir: PathBuf, conf: &str) -> Cluster {
+    fn configure_and_start(dir: PathBuf, conf: &str, env: &[(&str, &str)]) -> Cluster {
         let port = free_port();
         let settings = format!(
             "\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
@@ -168,14 +173,19 @@ impl Cluster {
         std::fs::write(&conf_path, text).unwrap();
         hand_to_postgres(&dir);
         let cluster = Cluster { dir, port };
-        cluster.pg_ctl(&["start", "-w", "-t", "60"]);
+        cluster.pg_ctl_with(&["start", "-w", "-t", "60"], env);
         cluster
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Output {
+        self.pg_ctl_with(args, &[])
+    }
+
+    fn pg_ctl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         check(
             &format!("pg_ctl {args:?}"),
             pg_command("pg_ctl")
+                .envs(env.iter().copied())
                 .arg("-D")
                 .arg(self.dir.join("data"))
                 .arg("-l")
