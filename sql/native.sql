@@ -36,6 +36,12 @@ CREATE OR REPLACE FUNCTION mtask._is_superuser() RETURNS boolean
 STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'is_superuser_wrapper';
 
+-- Whether the rows being written are pg_dump's, being restored: a COPY by a
+-- superuser.
+CREATE OR REPLACE FUNCTION mtask._restoring() RETURNS boolean
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'restoring_wrapper';
+
 -- Warns when tasks scheduled in this session would not run.
 CREATE OR REPLACE FUNCTION mtask._check_scheduler() RETURNS void
 STRICT VOLATILE

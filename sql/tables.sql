@@ -147,8 +147,13 @@ ALTER TABLE mtask.tasks
 CREATE INDEX tasks_event_id_idx ON mtask.tasks (event_id) WHERE event_id IS NOT NULL;
 CREATE INDEX tasks_listener_id_idx ON mtask.tasks (listener_id) WHERE listener_id IS NOT NULL;
 
--- pg_dump keeps the tables' rows with the extension.
+-- pg_dump keeps the tables' rows with the extension, and where their ids
+-- have got to, so that ids go on from there after a restore.
 SELECT pg_catalog.pg_extension_config_dump('mtask.tasks', '');
 SELECT pg_catalog.pg_extension_config_dump('mtask.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('mtask.listeners', '');
 SELECT pg_catalog.pg_extension_config_dump('mtask.events', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.tasks_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.runs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.listeners_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.events_id_seq', '');

@@ -78,6 +78,20 @@ fn check_sql(command: &str) -> i32 {
     statements as i32
 }
 
+/// Whether the rows being written are a restore: a COPY into mtask's tables
+/// by a superuser, which is what pg_dump's data sections are, whether psql
+/// or pg_restore plays them. The triggers then take the rows as they were
+/// dumped: every status, counter and next_run_at, which they would refuse
+/// or derive again from a user. It needs no hook, so that a restore into a
+/// server that does not preload mtask works too.
+#[pg_extern(sql = false)]
+fn restoring() -> bool {
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        pg_sys::superuser() && !portal.is_null() && (*portal).commandTag == pg_sys::CommandTag::CMDTAG_COPY
+    }
+}
+
 /// Whether the current user is a superuser: inside a task, its owner, not
 /// the worker's session.
 #[pg_extern(sql = false)]

@@ -30,3 +30,9 @@ WHERE classoid = 'pg_catalog.pg_namespace'::regclass AND objoid = 'mtask'::regna
 -- Deliveries are not held to the unique names of tasks.
 ALTER TABLE mtask.tasks DROP CONSTRAINT tasks_owner_name_key;
 CREATE UNIQUE INDEX tasks_owner_name_key ON mtask.tasks (owner, name) WHERE event_id IS NULL;
+
+-- pg_dump keeps where the ids have got to (see sql/tables.sql).
+SELECT pg_catalog.pg_extension_config_dump('mtask.tasks_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.runs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.listeners_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mtask.events_id_seq', '');

@@ -209,6 +209,23 @@ impl Cluster {
         self.start_again();
     }
 
+    /// Runs a client program of the server's (pg_dump, pg_restore, psql) on
+    /// database `db` as `postgres`, with `args` after the connection
+    /// options; panics if it fails.
+    pub fn client(&self, program: &str, db: &str, args: &[&str]) -> Output {
+        check(&format!("{program} {args:?}"), self.try_client(program, db, args))
+    }
+
+    /// As `client`, whether it fails or not.
+    pub fn try_client(&self, program: &str, db: &str, args: &[&str]) -> Output {
+        Command::new(format!("{PG_BIN}/{program}"))
+            .args(["-h", &self.dir.display().to_string(), "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-d", db])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// A libpq connection string for the `postgres` database as `postgres`.
     pub fn conninfo(&self) -> String {
         format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
