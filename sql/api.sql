@@ -294,3 +294,33 @@ CREATE OR REPLACE FUNCTION mtask.resume(task_name text) RETURNS boolean
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT mtask.resume(mtask._task_id(task_name)) $$;
+
+-- Makes a task due at once, without moving its schedule: after the run it
+-- is where it was, its regular next run and a pending retry included. A
+-- paused task runs once and stays paused; a one-shot task's run by hand is
+-- its run. Asking again before the run has happened changes nothing.
+CREATE OR REPLACE FUNCTION mtask.run_now(task_id bigint) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_status text := mtask._task_status(task_id);
+BEGIN
+    IF current_status NOT IN ('scheduled', 'paused') THEN
+        RAISE EXCEPTION 'task % is %, so it cannot be run now', task_id, current_status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE current_status WHEN 'running' THEN 'A task never runs twice at once; ask again when its run has ended.'
+                              ELSE 'A finished task does not run again; CALL mtask.run() runs it once more, in your session.' END;
+    END IF;
+    UPDATE mtask.tasks t
+    SET manual_from = t.status, manual_next_run_at = t.next_run_at, status = 'scheduled', next_run_at = now()
+    WHERE t.id = task_id AND t.manual_from IS NULL;
+    PERFORM mtask._check_scheduler();
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mtask.run_now(task_name text) RETURNS boolean
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mtask.run_now(mtask._task_id(task_name)) $$;

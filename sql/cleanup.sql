@@ -18,7 +18,7 @@ BEGIN
         WHERE p.pronamespace = 'mtask'::regnamespace
           AND (p.xmin <> pg_catalog.pg_current_xact_id()::xid OR p.cmin::text::bigint < first_topic)
     LOOP
-        EXECUTE pg_catalog.format('DROP FUNCTION %s', leftover);
+        EXECUTE pg_catalog.format('DROP ROUTINE %s', leftover);
     END LOOP;
 END
 $$;

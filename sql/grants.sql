@@ -14,7 +14,7 @@ GRANT INSERT (name, owner, kind, schedule, timezone, command, command_type, stat
 GRANT UPDATE (name, owner, kind, schedule, timezone, command, command_type, status, remark, start_at,
               next_run_at, end_at, max_runs, missed, timeout, max_attempts, retry_delay, retry_max_delay,
               max_consecutive_failures, transactional, overlap, priority, payload,
-              log_runs, history_max_age, history_max_per_task)
+              log_runs, history_max_age, history_max_per_task, manual_from, manual_next_run_at)
     ON mtask.tasks TO PUBLIC;
 GRANT SELECT ON mtask.runs TO PUBLIC;
 -- mtask.emit() runs as its caller and makes the deliveries. Linking a task
@@ -23,7 +23,7 @@ GRANT SELECT, DELETE ON mtask.listeners, mtask.events TO PUBLIC;
 GRANT INSERT (event, handler, owner, max_attempts, retry_delay) ON mtask.listeners TO PUBLIC;
 GRANT INSERT (event, payload, owner, run_at) ON mtask.events TO PUBLIC;
 GRANT UPDATE (status, message) ON mtask.events TO PUBLIC;
-GRANT SELECT ON mtask.deliveries TO PUBLIC;
+GRANT SELECT ON mtask.deliveries, mtask.running, mtask.task_stats TO PUBLIC;
 
 -- A member of a role may do anything that role may, so a member sees and
 -- changes its tasks. A policy cannot be replaced in place, so each is made

@@ -59,3 +59,17 @@ CREATE OR REPLACE FUNCTION mtask.next_runs(schedule text, n int DEFAULT 5, "from
 RETURNS SETOF timestamptz
 STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'next_runs_wrapper';
+
+-- The runs in progress in this database now, from shared memory (see the
+-- view mtask.running).
+CREATE OR REPLACE FUNCTION mtask._running(OUT task_id bigint, OUT pid int, OUT started_at timestamptz,
+                                          OUT attempt int, OUT scheduled_for timestamptz)
+RETURNS SETOF record
+STRICT VOLATILE
+LANGUAGE c AS 'MODULE_PATHNAME', 'running_wrapper';
+
+-- Runs a task now, in the caller's session (src/run_here.rs).
+CREATE OR REPLACE PROCEDURE mtask.run(task_id bigint)
+LANGUAGE c AS 'MODULE_PATHNAME', 'run_by_id_wrapper';
+CREATE OR REPLACE PROCEDURE mtask.run(task_name text)
+LANGUAGE c AS 'MODULE_PATHNAME', 'run_by_name_wrapper';

@@ -75,6 +75,17 @@ CREATE TABLE mtask.tasks (
     log_runs             text,
     history_max_age      interval,
     history_max_per_task int,
+    -- 0.4.0: how the task does, kept on its row so that reading it costs no
+    -- scan of the history; and a run asked for with mtask.run_now().
+    success_count   bigint NOT NULL DEFAULT 0,
+    timeout_count   bigint NOT NULL DEFAULT 0,
+    crash_count     bigint NOT NULL DEFAULT 0,
+    last_success_at timestamptz,
+    last_failure_at timestamptz,
+    last_duration   interval,
+    total_duration  interval NOT NULL DEFAULT '0',
+    manual_from        text,
+    manual_next_run_at timestamptz,
     CONSTRAINT tasks_schedule_matches_kind CHECK ((kind = 'recurring') = (schedule IS NOT NULL)),
     CONSTRAINT tasks_scheduled_has_next_run CHECK (status <> 'scheduled' OR next_run_at IS NOT NULL)
 ) WITH (fillfactor = 80);
@@ -108,7 +119,14 @@ CREATE TABLE mtask.runs (
     -- 0.3.0: a program's exit code and output.
     exit_code     int,
     stdout        text,
-    stderr        text
+    stderr        text,
+    -- 0.4.0: why it ran, the error whole, and what ran as whom.
+    trigger       text,
+    detail        text,
+    hint          text,
+    context       text,
+    command       text,
+    owner         regrole
 );
 
 CREATE INDEX runs_task_id_idx ON mtask.runs (task_id, id);

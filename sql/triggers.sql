@@ -272,7 +272,9 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Use mtask.pause() and mtask.resume(); only the scheduler sets a task running, done or failed.';
     END IF;
-    IF OLD.status = 'paused' AND NEW.status = 'scheduled' THEN
+    -- (A run by hand of a paused task is not a resume: after it, the task
+    -- is paused as it was.)
+    IF OLD.status = 'paused' AND NEW.status = 'scheduled' AND NEW.manual_from IS NULL THEN
         NEW.attempt := 1;
         NEW.retry_slot := NULL;
         NEW.consecutive_failures := 0;

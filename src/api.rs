@@ -187,3 +187,34 @@ fn check_scheduler() {
         );
     }
 }
+
+/// The runs in progress in this database now, from the run board: each
+/// worker's, and those of CALL mtask.run in users' sessions. Only those of
+/// tasks the caller may see: the board knows no owners, so it asks
+/// mtask.tasks, whose row-level security decides.
+#[pg_extern(sql = false)]
+fn running() -> TableIterator<
+    'static,
+    (
+        name!(task_id, i64),
+        name!(pid, i32),
+        name!(started_at, Option<TimestampWithTimeZone>),
+        name!(attempt, i32),
+        name!(scheduled_for, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let mut runs =
+        if process::is_preloaded() { crate::shmem::runs_in(unsafe { pg_sys::MyDatabaseId }) } else { Vec::new() };
+    let ids: Vec<i64> = runs.iter().map(|r| r.task_id).collect();
+    let visible: Vec<i64> = Spi::get_one_with_args::<Vec<i64>>(
+        "SELECT coalesce(array_agg(id), '{}') FROM mtask.tasks WHERE id = ANY ($1)",
+        &[ids.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or_default();
+    runs.retain(|r| visible.contains(&r.task_id));
+    let at = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
+    TableIterator::new(
+        runs.into_iter().map(move |r| (r.task_id, r.pid, at(r.started_at), r.attempt, at(r.scheduled_for))),
+    )
+}

@@ -19,6 +19,8 @@ pub static HISTORY_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 
 pub static HISTORY_MAX_PER_TASK: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static DELIVER_LATE_S: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 pub static PROGRAM_OUTPUT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+pub static LOG_FAILURES: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static LOG_STATEMENT: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum LogRunsSetting {
@@ -143,6 +145,22 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
     );
+    GucRegistry::define_bool_guc(
+        c"mtask.log_failures",
+        c"Whether each failed, timed-out or crashed run is logged.",
+        c"One LOG line per run, with the database, the task's id and name, the attempt, the SQLSTATE and the message.",
+        &LOG_FAILURES,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"mtask.log_statement",
+        c"Whether the start of each run is logged, with its command.",
+        c"As pg_cron's cron.log_statement.",
+        &LOG_STATEMENT,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"mtask.max_catchup",
         c"Most missed runs that a task with missed = 'all' catches up on.",
@@ -204,4 +222,12 @@ pub fn enabled() -> bool {
 
 pub fn timezone() -> String {
     TIMEZONE.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "UTC".into())
+}
+
+pub fn log_failures() -> bool {
+    LOG_FAILURES.get()
+}
+
+pub fn log_statement() -> bool {
+    LOG_STATEMENT.get()
 }

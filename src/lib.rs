@@ -15,6 +15,7 @@ mod pg_schedule;
 mod process;
 mod report;
 mod roles;
+mod run_here;
 mod shmem;
 mod utility;
 mod worker;
@@ -29,7 +30,8 @@ pgrx::extension_sql_file!("../sql/native.sql", name = "native", requires = ["tab
 pgrx::extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = ["native"]);
 pgrx::extension_sql_file!("../sql/api.sql", name = "api", requires = ["triggers"]);
 pgrx::extension_sql_file!("../sql/events.sql", name = "events", requires = ["api"]);
-pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["events"]);
+pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["events"]);
+pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["views"]);
 pgrx::extension_sql_file!("../sql/comments.sql", name = "comments", requires = ["grants"]);
 pgrx::extension_sql_file!("../sql/cleanup.sql", name = "cleanup", finalize);
 

@@ -23,22 +23,27 @@ pub fn warn(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<St
     report(PgLogLevel::WARNING, code, message, hint);
 }
 
-/// An error as a run record keeps it.
-#[derive(Debug, Clone)]
+/// An error as a run record keeps it: whole, as the server log would.
+#[derive(Debug, Clone, Default)]
 pub struct Failure {
     /// None where no error was raised: a run whose worker died.
     pub code: Option<PgSqlErrorCode>,
     pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    /// Where it arose (the PL/pgSQL line, the statement): see
+    /// `executor::context`, which keeps it, as pgrx does not.
+    pub context: Option<String>,
 }
 
 impl Failure {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Failure {
-        Failure { code: Some(code), message: message.into() }
+        Failure { code: Some(code), message: message.into(), ..Failure::default() }
     }
 
     /// A failure no error told of.
     pub fn untold(message: impl Into<String>) -> Failure {
-        Failure { code: None, message: message.into() }
+        Failure { message: message.into(), ..Failure::default() }
     }
 
     /// What an error caught from Postgres or from Rust said.
@@ -48,7 +53,11 @@ impl Failure {
                 r
             }
         };
-        Failure::new(report.sql_error_code(), report.message())
+        Failure {
+            detail: report.detail().map(str::to_string),
+            hint: report.hint().map(str::to_string),
+            ..Failure::new(report.sql_error_code(), report.message())
+        }
     }
 }
 

@@ -56,7 +56,7 @@ fn mtask_installed() -> bool {
 /// Runs `f` as the bootstrap superuser with search_path pinned to
 /// pg_catalog: every task must be seen whatever row-level security shows
 /// the user, and nothing the user created may stand in for what `f` calls.
-fn as_mtask<R>(f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>) -> R) -> R {
+pub fn as_mtask<R>(f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>) -> R) -> R {
     unsafe {
         let (mut uid, mut sec) = (pg_sys::InvalidOid, 0);
         pg_sys::GetUserIdAndSecContext(&mut uid, &mut sec);

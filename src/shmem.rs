@@ -62,9 +62,13 @@ pub struct Running {
 /// goes first.
 const CRASHED: usize = 64;
 
+/// Places on the board for runs in users' sessions (CALL mtask.run), after
+/// the pool's.
+const SESSIONS: usize = 32;
+
 #[derive(Clone, Copy)]
 struct RunBoard {
-    running: [Running; MAX_WORKERS],
+    running: [Running; MAX_WORKERS + SESSIONS],
     crashed: [Running; CRASHED],
     /// Where the next crashed run goes.
     next_crashed: usize,
@@ -72,7 +76,11 @@ struct RunBoard {
 
 impl Default for RunBoard {
     fn default() -> Self {
-        RunBoard { running: [Running::default(); MAX_WORKERS], crashed: [Running::default(); CRASHED], next_crashed: 0 }
+        RunBoard {
+            running: [Running::default(); MAX_WORKERS + SESSIONS],
+            crashed: [Running::default(); CRASHED],
+            next_crashed: 0,
+        }
     }
 }
 
@@ -247,6 +255,26 @@ pub fn crashed_run(database: pg_sys::Oid, task_id: i64) -> Option<Running> {
     }
     let (slot, _) = board.running.iter().enumerate().find(|(slot, r)| Some(*slot) != mine && is_it(r))?;
     Some(std::mem::take(&mut board.running[slot]))
+}
+
+/// Puts a run in this session (CALL mtask.run) on the board; returns its
+/// place, or None if every place is taken (the run is then not shown).
+pub fn session_running(run: Running) -> Option<usize> {
+    let mut board = RUN_BOARD.exclusive();
+    let place = (MAX_WORKERS..MAX_WORKERS + SESSIONS).find(|p| board.running[*p].database == 0)?;
+    board.running[place] = run;
+    Some(place)
+}
+
+/// Takes a session's run off the board, at its `place`.
+pub fn session_run_ended(place: usize) {
+    RUN_BOARD.exclusive().running[place] = Running::default();
+}
+
+/// The runs on the board of `database` now.
+pub fn runs_in(database: pg_sys::Oid) -> Vec<Running> {
+    let board = RUN_BOARD.share();
+    board.running.iter().filter(|r| r.database == database.to_u32()).copied().collect()
 }
 
 /// Whether the worker that committed 'running' row `run_id` of `database`

@@ -3,7 +3,7 @@
 
 use crate::retry::RetryPolicy;
 use crate::schedule::Schedule;
-use crate::states::Status;
+use crate::states::{Status, Trigger};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
@@ -176,6 +176,29 @@ impl Timing {
             },
             None => After { status: Status::Done, next: None, attempt: 1, retry_slot: None, failures },
         }
+    }
+
+    /// Why a run for `slot` that starts at `started` runs. A run that starts
+    /// more than `grace` after its slot is a late one, catching up.
+    pub fn trigger(&self, slot: DateTime<Utc>, started: DateTime<Utc>, grace: Duration) -> Trigger {
+        if self.retry_slot.is_some() {
+            Trigger::Retry
+        } else if started - slot > grace {
+            Trigger::CatchUp
+        } else {
+            Trigger::Schedule
+        }
+    }
+
+    /// The task's state after a run asked for by hand, out of schedule:
+    /// where it was before (`status`, scheduled or paused, and `next`, its
+    /// regular next run), the failure streak counted as for any run. A
+    /// one-shot task's run by hand is its run: see `after_run`.
+    pub fn after_manual(&self, status: Status, next: Option<DateTime<Utc>>, succeeded: bool) -> After {
+        let failures = if succeeded { 0 } else { self.failures + 1 };
+        let status =
+            if status == Status::Scheduled && self.retry.pauses_after(failures) { Status::Paused } else { status };
+        After { status, next, attempt: self.attempt, retry_slot: self.retry_slot, failures }
     }
 
     /// Status and next run once the slot is over, retries aside.
@@ -475,6 +498,33 @@ mod tests {
             t3.after_crash(at(10), at(12), 0.0),
             After { status: Status::Paused, next: Some(at(10)), attempt: 1, retry_slot: None, failures: 2 }
         );
+    }
+
+    #[test]
+    fn a_run_says_why_it_ran() {
+        let t = every_ten(Missed::Once);
+        assert_eq!(t.trigger(at(10), at(11), Duration::seconds(5)), Trigger::Schedule);
+        assert_eq!(t.trigger(at(10), at(16), Duration::seconds(5)), Trigger::CatchUp);
+        let retrying = Timing { retry_slot: Some(at(10)), attempt: 2, ..t };
+        assert_eq!(retrying.trigger(at(10), at(100), Duration::seconds(5)), Trigger::Retry);
+    }
+
+    #[test]
+    fn a_run_by_hand_leaves_the_schedule_where_it_was() {
+        let t = Timing { attempt: 2, retry_slot: Some(at(10)), failures: 1, ..every_ten(Missed::Once) };
+        // The regular run at 20, and the pending retry, stay.
+        let a = t.after_manual(Status::Scheduled, Some(at(20)), true);
+        assert_eq!(
+            a,
+            After { status: Status::Scheduled, next: Some(at(20)), attempt: 2, retry_slot: Some(at(10)), failures: 0 }
+        );
+        // A paused task stays paused; a failure counts in the streak.
+        let a = t.after_manual(Status::Paused, Some(at(20)), false);
+        assert_eq!((a.status, a.failures), (Status::Paused, 2));
+        // A streak that reaches the limit pauses a scheduled task.
+        let retry = RetryPolicy { max_consecutive_failures: Some(2), ..t.retry };
+        let t = Timing { retry, ..t };
+        assert_eq!(t.after_manual(Status::Scheduled, Some(at(20)), false).status, Status::Paused);
     }
 
     /// Clock jumps, as Vixie cron treats a fixed-time job: forward, the job

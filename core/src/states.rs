@@ -51,6 +51,23 @@ sql_enum! {
     }
 }
 
+sql_enum! {
+    /// `mtask.runs.trigger`: why a run ran.
+    pub enum Trigger {
+        /// Its slot came.
+        Schedule = "schedule",
+        /// An earlier attempt for its slot failed.
+        Retry = "retry",
+        /// mtask.run_now() or CALL mtask.run() asked for it.
+        Manual = "manual",
+        /// It delivers an event to a listener.
+        Event = "event",
+        /// Its slot was missed (the server was down, the task paused, the
+        /// workers busy) and is run late, as the missed-run policy says.
+        CatchUp = "catch-up",
+    }
+}
+
 impl RunStatus {
     /// Whether a run that ended so counts as a failure.
     pub fn is_failure(self) -> bool {

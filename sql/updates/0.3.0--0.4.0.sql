@@ -36,3 +36,37 @@ SELECT pg_catalog.pg_extension_config_dump('mtask.tasks_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mtask.runs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mtask.listeners_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mtask.events_id_seq', '');
+
+-- How each task does, on its row; a run asked for by mtask.run_now(); why
+-- each run ran, its error whole, and what ran as whom.
+ALTER TABLE mtask.tasks
+    ADD COLUMN success_count   bigint NOT NULL DEFAULT 0,
+    ADD COLUMN timeout_count   bigint NOT NULL DEFAULT 0,
+    ADD COLUMN crash_count     bigint NOT NULL DEFAULT 0,
+    ADD COLUMN last_success_at timestamptz,
+    ADD COLUMN last_failure_at timestamptz,
+    ADD COLUMN last_duration   interval,
+    ADD COLUMN total_duration  interval NOT NULL DEFAULT '0',
+    ADD COLUMN manual_from        text,
+    ADD COLUMN manual_next_run_at timestamptz;
+ALTER TABLE mtask.runs
+    ADD COLUMN trigger text,
+    ADD COLUMN detail  text,
+    ADD COLUMN hint    text,
+    ADD COLUMN context text,
+    ADD COLUMN command text,
+    ADD COLUMN owner   regrole;
+-- The counters from what 0.3.0 kept: successes exactly; timeouts, crashes
+-- and the last success and failure as far as the history still holds them.
+UPDATE mtask.tasks SET success_count = run_count - failure_count;
+UPDATE mtask.tasks t SET
+    timeout_count = h.timeouts,
+    crash_count = h.crashes,
+    last_success_at = h.last_success,
+    last_failure_at = h.last_failure
+FROM (SELECT task_id, count(*) FILTER (WHERE status = 'timeout') AS timeouts,
+             count(*) FILTER (WHERE status = 'crashed') AS crashes,
+             max(started_at) FILTER (WHERE status = 'succeeded') AS last_success,
+             max(started_at) FILTER (WHERE status IN ('failed', 'timeout', 'crashed')) AS last_failure
+      FROM mtask.runs GROUP BY task_id) h
+WHERE h.task_id = t.id;

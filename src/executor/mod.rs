@@ -8,9 +8,11 @@
 //!   statement, each committed on its own, as psql would (`top_level.rs`),
 //!   or a program (`program.rs`).
 
+mod context;
+pub mod in_procedure;
 pub mod program;
 pub mod session;
-mod subxact;
+pub mod subxact;
 mod timer;
 pub mod top_level;
 
@@ -97,6 +99,8 @@ pub fn run_in_transaction(client: &mut SpiClient<'_>, command: &Command) -> Outc
         What::Sql(sql) => subxact::run(client, sql, command.owner, command.timeout_ms),
         What::Program { .. } => unreachable!("a program task is never transactional"),
     };
+    // The worker's session is every task's: nothing one leaves may stay.
+    session::clean();
     report_activity(None);
     outcome
 }

@@ -34,6 +34,12 @@ pub fn enter_task(save: bool) {
     set_search_path(TASK_SEARCH_PATH, action);
 }
 
+/// The session's search_path now.
+pub fn search_path() -> std::ffi::CString {
+    let value = unsafe { pg_sys::GetConfigOption(c"search_path".as_ptr(), false, false) };
+    unsafe { std::ffi::CStr::from_ptr(value) }.to_owned()
+}
+
 /// Sets search_path for the session (`GUC_ACTION_SET`) or until the current
 /// GUC nest level ends (`GUC_ACTION_SAVE`).
 pub fn set_search_path(path: &std::ffi::CStr, action: pg_sys::GucAction::Type) {

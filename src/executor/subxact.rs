@@ -1,8 +1,10 @@
 //! Runs SQL as a task's owner in a subtransaction of the caller's
 //! transaction, with any `SET` it makes undone afterwards: a failure rolls
 //! back only the command, and the caller records it and commits, so the
-//! command's effects and its record commit together.
+//! command's effects and its record commit together. What else the command
+//! leaves in the session is the caller's to clean (the worker does).
 
+use super::context::Keeper;
 use super::timer::Timer;
 use super::{Outcome, session};
 use crate::report::Failure;
@@ -26,6 +28,7 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         // subtransaction.
         pg_sys::MemoryContextSwitchTo(caller_cxt);
 
+        let keeper = Keeper::new();
         let result = PgTryBuilder::new(AssertUnwindSafe(|| {
             let guc_level = pg_sys::NewGUCNestLevel();
             session::enter_task(true);
@@ -39,6 +42,7 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         }))
         .catch_others(|err| Err(Failure::caught(&err)))
         .execute();
+        let context = keeper.finish();
         timer.stop();
 
         // Aborting the subtransaction also restores the user id and the GUCs.
@@ -48,9 +52,8 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         }
         pg_sys::MemoryContextSwitchTo(caller_cxt);
         pg_sys::CurrentResourceOwner = caller_resowner;
-        session::clean();
 
-        let mut outcome = timer.outcome_of(result);
+        let mut outcome = timer.outcome_of(result.map_err(|f| Failure { context, ..f }));
         if let Some(f) =
             outcome.failure.as_mut().filter(|f| f.code == Some(PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION))
         {

@@ -5,6 +5,7 @@
 //! Statements that committed stay committed when a later one fails, so such
 //! a task is at-least-once, not exactly-once.
 
+use super::context::Keeper;
 use super::timer::Timer;
 use super::{Outcome, session};
 use crate::report::Failure;
@@ -55,6 +56,7 @@ fn run_statements(text: &CString, owner: pg_sys::Oid, timeout_ms: Option<i32>) -
         );
         let (mut own_uid, mut own_sec) = (pg_sys::InvalidOid, 0);
         pg_sys::GetUserIdAndSecContext(&mut own_uid, &mut own_sec);
+        let keeper = Keeper::new();
         let result = PgTryBuilder::new(AssertUnwindSafe(|| {
             let old = pg_sys::MemoryContextSwitchTo(parse_cxt);
             let statements = pg_sys::pg_parse_query(text.as_ptr());
@@ -84,10 +86,11 @@ fn run_statements(text: &CString, owner: pg_sys::Oid, timeout_ms: Option<i32>) -
             Err(Failure::caught(&err))
         })
         .execute();
+        let context = keeper.finish();
         timer.stop();
         pg_sys::SetUserIdAndSecContext(own_uid, own_sec);
         pg_sys::MemoryContextDelete(parse_cxt);
-        timer.outcome_of(result)
+        timer.outcome_of(result.map_err(|f| Failure { context, ..f }))
     }
 }
 

@@ -4,7 +4,8 @@
 //! that a column cannot be read at the wrong position.
 
 use super::plans;
-use crate::executor::{Command, What};
+use crate::executor::{self, Command, What};
+use crate::report::Failure;
 use crate::{guc, pg_schedule};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -12,6 +13,7 @@ use mtask_core::lifecycle::{Missed, Overlap, Timing};
 use mtask_core::retention::LogRuns;
 use mtask_core::retry::RetryPolicy;
 use mtask_core::states::{CommandType, Kind, Status};
+use pgrx::PgSqlErrorCode;
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::pg_sys::PgBuiltInOids;
 use pgrx::prelude::*;
@@ -78,6 +80,9 @@ task_row! {
     command_type: req String = "command_type",
     log_runs: opt String = "log_runs",
     payload: opt String = "payload::text",
+    event_id: opt i64 = "event_id",
+    manual_from: opt String = "manual_from",
+    manual_next_run_at: opt TimestampWithTimeZone = "manual_next_run_at",
 }
 
 fn null_in(column: &str) -> SpiError {
@@ -152,6 +157,11 @@ pub struct Task {
     /// In whole milliseconds, rounded up; None: mtask.default_timeout.
     timeout_ms: Option<i64>,
     pub timing: Timing,
+    /// It delivers an event to a listener.
+    pub delivers_event: bool,
+    /// A run asked for by hand (mtask.run_now): where the task goes back to
+    /// after it, scheduled or paused, and its regular next run.
+    pub manual: Option<(Status, Option<DateTime<Utc>>)>,
 }
 
 impl Task {
@@ -202,6 +212,15 @@ impl Task {
             retry_slot: row.retry_slot.map(|t| instant("retry_slot", t)).transpose()?,
             failures: row.consecutive_failures,
         };
+        let manual = match &row.manual_from {
+            None => None,
+            Some(from) => match Status::from_sql(from) {
+                Some(back @ (Status::Scheduled | Status::Paused)) => {
+                    Some((back, row.manual_next_run_at.map(|t| instant("manual_next_run_at", t)).transpose()?))
+                }
+                _ => return Err(named("manual_from", from)),
+            },
+        };
         let due = match row.next_run_at {
             Some(t) => instant("next_run_at", t)?,
             None if status == Status::Scheduled => return Err("it is scheduled but has no next_run_at".into()),
@@ -225,7 +244,37 @@ impl Task {
                 .as_ref()
                 .map(|iv| (duration_of(iv).num_microseconds().unwrap_or(i64::MAX) as u64).div_ceil(1000) as i64),
             timing,
+            delivers_event: row.event_id.is_some(),
+            manual,
         })
+    }
+
+    /// Why a claimed task must not run, and what would let it: its owner is
+    /// gone, may no longer connect here, or may no longer run programs. Such a
+    /// task is paused.
+    pub fn refusal(&self) -> Option<(Failure, &'static str)> {
+        if !crate::roles::role_exists(self.owner) {
+            let why = format!("the task's owner, the role with OID {}, no longer exists", self.owner.to_u32());
+            return Some((
+                Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, why),
+                "give the task an existing owner",
+            ));
+        }
+        if !crate::roles::may_connect(self.owner) {
+            let why = "the task's owner may not connect to this database (it lacks CONNECT)";
+            return Some((
+                Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, why),
+                "grant it CONNECT on the database",
+            ));
+        }
+        if self.command_type == CommandType::Program && !executor::program::may_run_programs(self.owner) {
+            let why = "the task's owner may no longer run programs";
+            return Some((
+                Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, why),
+                "grant it pg_execute_server_program",
+            ));
+        }
+        None
     }
 
     /// The run's timeout: the task's own, else mtask.default_timeout.

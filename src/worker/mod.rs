@@ -5,15 +5,16 @@
 //! and records their runs (`record.rs`); between steps it vacuums
 //! (`maintenance.rs`) and purges the history (`retention.rs`).
 
-mod claim;
+pub mod claim;
+pub mod finish;
 mod launcher;
 mod maintenance;
 mod plans;
 mod pool;
-mod record;
+pub mod record;
 mod retention;
 mod step;
-mod transaction;
+pub mod transaction;
 mod version;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};

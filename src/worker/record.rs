@@ -9,7 +9,7 @@ use crate::pg_schedule::to_pg;
 use crate::report;
 use chrono::{DateTime, Utc};
 use mtask_core::lifecycle::{After, Skipped};
-use mtask_core::states::{RunStatus, Status};
+use mtask_core::states::{RunStatus, Status, Trigger};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgBuiltInOids as Type;
 use pgrx::prelude::*;
@@ -31,11 +31,26 @@ pub struct RunRecord {
     pub started_at: TimestampWithTimeZone,
     pub finished_at: TimestampWithTimeZone,
     pub outcome: Outcome,
+    /// Why it ran.
+    pub trigger: Trigger,
+    /// What it ran, and as whom, as they were when it ran.
+    pub command: String,
+    pub owner: pg_sys::Oid,
     /// Whether the task's log_runs keeps a run that ended so; if not, no run
     /// row is made, and a 'running' one is deleted.
     pub logged: bool,
     pub after: After,
     pub pause_reason: Option<String>,
+}
+
+impl RunRecord {
+    /// How long it ran; None for a run whose worker died, whose end nobody saw.
+    fn duration(&self) -> Option<pgrx::datum::Interval> {
+        (self.outcome.status != RunStatus::Crashed).then(|| {
+            let micros = i64::from(self.finished_at) - i64::from(self.started_at);
+            pgrx::datum::Interval::new(0, 0, micros.max(0)).expect("a duration is a valid interval")
+        })
+    }
 }
 
 /// Declares `COLUMNS`, the record statement's parameters (a name, an SQL
@@ -62,6 +77,13 @@ record_columns! {
     status "text[]" TEXTARRAYOID => |r| r.outcome.status.as_sql(),
     sqlstate "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().and_then(|f| f.code).map(report::sqlstate),
     message "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().map(|f| f.message.clone()),
+    detail "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().and_then(|f| f.detail.clone()),
+    hint "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().and_then(|f| f.hint.clone()),
+    context "text[]" TEXTARRAYOID => |r| r.outcome.failure.as_ref().and_then(|f| f.context.clone()),
+    trigger "text[]" TEXTARRAYOID => |r| r.trigger.as_sql(),
+    command "text[]" TEXTARRAYOID => |r| r.command.clone(),
+    owner "oid[]" OIDARRAYOID => |r| r.owner,
+    duration "interval[]" INTERVALARRAYOID => |r| r.duration(),
     rows "bigint[]" INT8ARRAYOID => |r| r.outcome.rows,
     exit_code "int[]" INT4ARRAYOID => |r| r.outcome.program.as_ref().and_then(|p| p.exit_code),
     stdout "text[]" TEXTARRAYOID => |r| r.outcome.program.as_ref().map(|p| p.stdout.clone()),
@@ -90,6 +112,15 @@ fn record_sql(running: bool) -> &'static str {
                  last_error = r.message,
                  run_count = t.run_count + CASE WHEN r.status = 'crashed' THEN 0 ELSE 1 END,
                  failure_count = t.failure_count + CASE WHEN r.status = 'succeeded' THEN 0 ELSE 1 END,
+                 success_count = t.success_count + CASE WHEN r.status = 'succeeded' THEN 1 ELSE 0 END,
+                 timeout_count = t.timeout_count + CASE WHEN r.status = 'timeout' THEN 1 ELSE 0 END,
+                 crash_count = t.crash_count + CASE WHEN r.status = 'crashed' THEN 1 ELSE 0 END,
+                 last_success_at = CASE WHEN r.status = 'succeeded' THEN r.started_at ELSE t.last_success_at END,
+                 last_failure_at = CASE WHEN r.status = 'succeeded' THEN t.last_failure_at ELSE r.started_at END,
+                 last_duration = coalesce(r.duration, t.last_duration),
+                 total_duration = t.total_duration + coalesce(r.duration, interval '0'),
+                 manual_from = NULL,
+                 manual_next_run_at = NULL,
                  status = r.next_status,
                  next_run_at = r.next_run_at,
                  attempt = r.next_attempt,
@@ -103,9 +134,11 @@ fn record_sql(running: bool) -> &'static str {
                 "WITH {records},
                  new_run AS (
                      INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status,
-                                             sqlstate, message, rows, exit_code, stdout, stderr)
+                                             sqlstate, message, rows, exit_code, stdout, stderr, trigger, detail,
+                                             hint, context, command, owner)
                      SELECT r.task_id, r.scheduled_for, r.attempt, r.started_at, r.finished_at, r.status,
-                            r.sqlstate, r.message, r.rows, r.exit_code, r.stdout, r.stderr
+                            r.sqlstate, r.message, r.rows, r.exit_code, r.stdout, r.stderr, r.trigger, r.detail,
+                            r.hint, r.context, r.command, r.owner::regrole
                      FROM r JOIN mtask.tasks t ON t.id = r.task_id
                      WHERE r.logged)
                  {task}"
@@ -115,7 +148,8 @@ fn record_sql(running: bool) -> &'static str {
                  ended_run AS (
                      UPDATE mtask.runs u SET finished_at = r.finished_at, status = r.status, sqlstate = r.sqlstate,
                             message = r.message, rows = r.rows, exit_code = r.exit_code, stdout = r.stdout,
-                            stderr = r.stderr
+                            stderr = r.stderr, trigger = r.trigger, detail = r.detail, hint = r.hint,
+                            context = r.context, command = r.command, owner = r.owner::regrole
                      FROM r WHERE u.id = r.run_id AND r.logged),
                  unlogged_run AS (
                      DELETE FROM mtask.runs d USING r WHERE d.id = r.run_id AND NOT r.logged)

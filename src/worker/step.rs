@@ -13,17 +13,15 @@
 //! recorded, is set aside (paused, with why) instead.
 
 use super::claim::{self, Task};
-use super::record::{self, RunRecord};
+use super::finish::{Claimed, Verdict, WORKER_DIED, crashed, finish, log_start, now, on_board, set_aside};
+use super::record;
 use super::transaction;
 use super::version::SchemaCheck;
 use crate::executor::{self, Outcome, session};
-use crate::report::Failure;
 use crate::{guc, pg_schedule, shmem};
-use chrono::{DateTime, Utc};
-use mtask_core::lifecycle::After;
+use chrono::Utc;
 use mtask_core::lifecycle::Decision;
-use mtask_core::states::{CommandType, RunStatus, Status};
-use pgrx::PgSqlErrorCode;
+use mtask_core::states::RunStatus;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::RefCell;
@@ -33,9 +31,6 @@ use std::time::{Duration, Instant};
 /// go on taking more.
 const MAX_BATCH: usize = 64;
 const BATCH_BUDGET: Duration = Duration::from_millis(5);
-
-/// What a run whose worker died is recorded as.
-const WORKER_DIED: &str = "the worker running it stopped before the run ended";
 
 /// What a step did.
 pub struct Stepped {
@@ -51,27 +46,6 @@ pub struct Stepped {
 pub struct Stepper {
     /// Steps left to run one task per transaction, after a batch failed.
     single_steps: usize,
-}
-
-/// A claimed task that is about to run, kept outside the transaction so that
-/// a failure at commit can still be recorded.
-struct Claimed {
-    task: Task,
-    slot: DateTime<Utc>,
-    started: TimestampWithTimeZone,
-    /// The 'running' run row of a non-transactional run.
-    run_id: Option<i64>,
-}
-
-/// What became of a run, for its task's next state.
-enum Verdict {
-    Ran {
-        succeeded: bool,
-    },
-    /// Its worker died.
-    Crashed,
-    /// It was not run, and the task is paused with this reason.
-    Refused(String),
 }
 
 /// What the claim's transaction leaves to do.
@@ -229,78 +203,36 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
             slot
         }
     };
-    if let Some((failure, remedy)) = refusal(&task) {
+    if let Some((failure, remedy)) = task.refusal() {
         let reason = format!("{failure}; {remedy}, then resume it");
         let run = Claimed { task, slot, started, run_id: None };
         finish(client, &run, Outcome::failed(failure), Verdict::Refused(reason));
         return Taken::Done;
     }
     session::runs_as(task.owner);
-    let on_board = |run_id: i64, task: &Task| shmem::Running {
-        database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        task_id: task.id,
-        run_id,
-        attempt: task.timing.attempt,
-        started_at: started.into(),
-        scheduled_for: pg_schedule::to_pg(slot).map_or(0, i64::from),
-        pid: unsafe { pg_sys::MyProcPid },
-    };
     if task.outside {
         // Committed as 'running' first, so that a crash mid-run is seen
         // afterwards rather than lost.
         let (run_id, xmin) =
             record::start_run(client, task.id, slot, task.timing.attempt, started).unwrap_or_else(|e| error!("{e}"));
-        shmem::running(on_board(run_id, &task));
         let mut task = task;
         task.xmin = xmin;
-        claimed.replace(Some(Claimed { task, slot, started, run_id: Some(run_id) }));
+        let run = Claimed { task, slot, started, run_id: Some(run_id) };
+        shmem::running(on_board(&run));
+        log_start(&run.task);
+        claimed.replace(Some(run));
         return Taken::RunOutside;
     }
-    shmem::running(on_board(0, &task));
-    claimed.replace(Some(Claimed { task, slot, started, run_id: None }));
+    let run = Claimed { task, slot, started, run_id: None };
+    shmem::running(on_board(&run));
+    log_start(&run.task);
+    claimed.replace(Some(run));
     let held = claimed.borrow();
     let run = held.as_ref().expect("just claimed");
     let outcome = executor::run_in_transaction(client, &run.task.command());
     let verdict = Verdict::Ran { succeeded: outcome.status == RunStatus::Succeeded };
     finish(client, run, outcome, verdict);
     Taken::Done
-}
-
-fn crashed() -> Outcome {
-    Outcome { status: RunStatus::Crashed, ..Outcome::failed(Failure::untold(WORKER_DIED)) }
-}
-
-/// Why a claimed task must not run, and what would let it: its owner is
-/// gone, may no longer connect here, or may no longer run programs. Such a
-/// task is paused.
-fn refusal(task: &Task) -> Option<(Failure, &'static str)> {
-    if !crate::roles::role_exists(task.owner) {
-        let why = format!("the task's owner, the role with OID {}, no longer exists", task.owner.to_u32());
-        return Some((Failure::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, why), "give the task an existing owner"));
-    }
-    if !crate::roles::may_connect(task.owner) {
-        let why = "the task's owner may not connect to this database (it lacks CONNECT)";
-        return Some((
-            Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, why),
-            "grant it CONNECT on the database",
-        ));
-    }
-    if task.command_type == CommandType::Program && !executor::program::may_run_programs(task.owner) {
-        let why = "the task's owner may no longer run programs";
-        return Some((
-            Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, why),
-            "grant it pg_execute_server_program",
-        ));
-    }
-    None
-}
-
-/// Pauses a task that mtask cannot handle, saying why, so that it stops no
-/// other task; it runs again once someone corrects it and resumes it.
-fn set_aside(client: &mut SpiClient<'_>, id: i64, name: &str, why: &str) {
-    warning!("mtask: task {id} (\"{name}\") was set aside: {why}");
-    let reason = format!("set aside by mtask: {why}; correct it, then resume it");
-    record::set_aside(client, id, &reason).unwrap_or_else(|e| error!("{e}"));
 }
 
 /// Closes the runs committed as 'running' whose worker is gone, as crashed,
@@ -325,10 +257,6 @@ fn recover_orphans(client: &mut SpiClient<'_>) {
     }
 }
 
-fn now() -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() }).expect("the clock reads a finite time")
-}
-
 fn sleep_until(next: Option<TimestampWithTimeZone>) -> Duration {
     let naptime = guc::naptime();
     let Some(next) = next.and_then(pg_schedule::to_chrono) else {
@@ -336,64 +264,4 @@ fn sleep_until(next: Option<TimestampWithTimeZone>) -> Duration {
     };
     // Already past: it became due after the claim looked.
     (next - Utc::now()).to_std().map_or(Duration::ZERO, |d| d.min(naptime))
-}
-
-/// The task's next state after its run for `slot`, and why it is paused if
-/// it is.
-fn settle(task: &Task, slot: DateTime<Utc>, verdict: &Verdict) -> (After, Option<String>) {
-    let jitter = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
-    let ended = Utc::now();
-    let mut after = match verdict {
-        Verdict::Ran { succeeded } => task.timing.after_run(slot, ended, *succeeded, jitter),
-        Verdict::Crashed => task.timing.after_crash(slot, ended, jitter),
-        Verdict::Refused(_) => task.timing.after_run(slot, ended, false, 0.0),
-    };
-    let reason = match verdict {
-        Verdict::Refused(reason) => {
-            after.status = Status::Paused;
-            Some(reason.clone())
-        }
-        _ => (after.status == Status::Paused).then(|| format!("paused after {} failed runs in a row", after.failures)),
-    };
-    (after, reason)
-}
-
-/// Records the run that ended with `outcome`, and moves its task on. If the
-/// task's row changed during the run, its next state is worked out again
-/// from the row as it now is, so that what the change said is kept: a new
-/// schedule is followed, and a task paused meanwhile stays paused.
-fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, verdict: Verdict) {
-    let (after, pause_reason) = settle(&run.task, run.slot, &verdict);
-    let record = RunRecord {
-        task_id: run.task.id,
-        xmin: run.task.xmin,
-        run_id: run.run_id,
-        slot: run.slot,
-        attempt: run.task.timing.attempt,
-        started_at: run.started,
-        finished_at: now(),
-        logged: run.task.log_runs.records(outcome.status),
-        outcome,
-        after,
-        pause_reason,
-    };
-    let changed = record::record(client, std::slice::from_ref(&record)).unwrap_or_else(|e| error!("{e}"));
-    if changed.is_empty() {
-        return;
-    }
-    let Some(row) = claim::by_id(client, record.task_id).unwrap_or_else(|e| error!("{e}")) else {
-        return; // the task deleted itself
-    };
-    let now_task = match Task::from_row(&row) {
-        Ok(task) => task,
-        Err(why) => return set_aside(client, row.id, &row.name, &why),
-    };
-    let (mut after, mut pause_reason) = settle(&now_task, run.slot, &verdict);
-    if now_task.status == Status::Paused && after.status == Status::Scheduled {
-        after.status = Status::Paused;
-        pause_reason = None;
-    }
-    // The run row is written; this moves the task on.
-    let again = RunRecord { xmin: now_task.xmin, run_id: None, logged: false, after, pause_reason, ..record };
-    record::record(client, std::slice::from_ref(&again)).unwrap_or_else(|e| error!("{e}"));
 }
