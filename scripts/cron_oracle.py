@@ -4,15 +4,17 @@
 It shares no code or library with mtask's Rust core: it matches fields with
 its own small parser and walks real time second by second (minute by minute
 for 5-field expressions), converting each instant to wall time with Python's
-zoneinfo. DST follows the rules mtask documents:
-  - a fixed-time job (single second, minute and hour) whose time falls in a
-    spring-forward gap runs once, at the first instant after the gap, and in
-    a fall-back overlap runs once, at the first occurrence;
-  - any other job follows real time: times in a gap do not happen, times in
-    an overlap happen twice.
+zoneinfo. DST follows the rule mtask documents, Vixie cron's:
+  - a job whose minute or hour field starts with `*` is a wildcard job and
+    follows real time: times in a gap do not happen, times in an overlap
+    happen twice;
+  - any other job is a fixed-time job: a time in a spring-forward gap runs
+    once, at the first instant after the gap (however many of its times the
+    gap holds), and a time in a fall-back overlap runs once, at its first
+    occurrence.
 
-    scripts/cron_oracle.py < cases.txt > src/schedule/conformance.tsv
-    scripts/cron_oracle.py --check src/schedule/conformance.tsv
+    scripts/cron_oracle.py < cases.txt > core/src/schedule/conformance.tsv
+    scripts/cron_oracle.py --check core/src/schedule/conformance.tsv
 
 Each input line is `expression<TAB>zone<TAB>from (RFC 3339)<TAB>n`, where n is
 how many instants to find, or the instants a table already expects; each
@@ -119,8 +121,7 @@ class Cron:
         self.hours = simple_set(hour, 0, 23)
         self.months = simple_set(month, 1, 12, MONTHS)
         self.either = not (self.dom[0] in "*?" or self.dow[0] in "*?")
-        single = lambda f: "/" not in f and "*" not in f and "?" not in f and len(simple_set(f, 0, 59)) == 1
-        self.fixed = single(sec) and single(minute) and single(hour)
+        self.fixed = not (minute.startswith("*") or hour.startswith("*"))
 
     def day_matches(self, y, m, d):
         if m not in self.months:

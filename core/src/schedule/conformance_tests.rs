@@ -9,7 +9,11 @@
 //!   zoneinfo, its own field matcher, a walk through real time). The oracle
 //!   reproduces every hand-worked cron case in `CASES`, and a sample of its
 //!   rows (the Lord Howe gap, L/W/# months) was checked by hand.
-//!   `scripts/cron_oracle.py --check src/schedule/conformance.tsv` re-checks it.
+//!   `scripts/cron_oracle.py --check core/src/schedule/conformance.tsv`
+//!   re-checks it.
+//!
+//! Every row is also walked backwards, as catching up after downtime does,
+//! and must give the same runs.
 
 use super::{Schedule, ScheduleError, Span, time_zone};
 use chrono::{DateTime, Utc};
@@ -34,6 +38,19 @@ fn runs(expr: &str, tz: &str, from: &str, n: usize) -> Vec<DateTime<Utc>> {
     std::iter::successors(schedule.next_run(from, from, tz), |prev| schedule.following_run(from, *prev, *prev, tz))
         .take(n)
         .collect()
+}
+
+/// The earliest of the `count` latest runs between the first and the last
+/// of `runs`, for every count: `runs` read backwards.
+fn backwards(expr: &str, tz: &str, from: &str, runs: &[DateTime<Utc>]) -> Vec<DateTime<Utc>> {
+    let schedule = Schedule::parse(expr, interval).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let tz = time_zone(tz).unwrap();
+    let (Some(first), Some(last)) = (runs.first(), runs.last()) else { return Vec::new() };
+    let mut found: Vec<_> = (1..=runs.len() as u32)
+        .map(|count| schedule.earliest_of_latest(instant(from), *first, *last, count, tz))
+        .collect();
+    found.reverse();
+    found
 }
 
 const CASES: &[(&str, &str, &str, &[&str])] = &[
@@ -207,6 +224,47 @@ const CASES: &[(&str, &str, &str, &[&str])] = &[
         "2026-03-07T00:00:00Z",
         &["2026-03-07T09:00:00-05:00", "2026-03-08T09:00:00-04:00"],
     ),
+    // Vixie's rule: a job is a wildcard job only when its minute or hour
+    // field starts with `*`; lists and ranges make fixed-time jobs, whose
+    // times in a gap run once right after it and whose times in an overlap
+    // run once.
+    (
+        "0 2,14 * * *",
+        "America/New_York",
+        "2026-03-08T05:00:00Z",
+        &["2026-03-08T03:00:00-04:00", "2026-03-08T14:00:00-04:00", "2026-03-09T02:00:00-04:00"],
+    ),
+    (
+        "0,30 2 * * *",
+        "America/New_York",
+        "2026-03-08T05:00:00Z",
+        &["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00", "2026-03-09T02:30:00-04:00"],
+    ),
+    (
+        "30 1-3 * * *",
+        "America/New_York",
+        "2026-03-08T05:00:00Z",
+        &[
+            "2026-03-08T01:30:00-05:00",
+            "2026-03-08T03:00:00-04:00",
+            "2026-03-08T03:30:00-04:00",
+            "2026-03-09T01:30:00-04:00",
+        ],
+    ),
+    (
+        "30 1,13 * * *",
+        "America/New_York",
+        "2026-11-01T04:00:00Z",
+        &["2026-11-01T01:30:00-04:00", "2026-11-01T13:30:00-05:00", "2026-11-02T01:30:00-05:00"],
+    ),
+    // At or after holds at the end of a gap: 02:30 moved to 03:00 CEST, which
+    // is `from` itself.
+    (
+        "0 30 2 * * *",
+        "Europe/Stockholm",
+        "2025-03-30T01:00:00Z",
+        &["2025-03-30T03:00:00+02:00", "2025-03-31T02:30:00+02:00"],
+    ),
     // Wildcard hours follow real time through the overlap.
     (
         "*/30 * * * *",
@@ -285,6 +343,10 @@ fn conformance_table_from_the_oracle() {
         if got != want {
             differ.push(format!("{expr} in {tz} from {from}\n  want {want:?}\n  got  {got:?}"));
         }
+        let back = backwards(expr, tz, from, &want);
+        if back != want {
+            differ.push(format!("{expr} in {tz} from {from}, backwards\n  want {want:?}\n  got  {back:?}"));
+        }
         cases += 1;
     }
     assert!(differ.is_empty(), "{} of {cases} cases differ:\n{}", differ.len(), differ.join("\n"));
@@ -297,6 +359,80 @@ fn conformance_table() {
         let got = runs(expr, tz, from, expected.len());
         let want: Vec<_> = expected.iter().map(|s| instant(s)).collect();
         assert_eq!(got, want, "{expr} in {tz} from {from}");
+        assert_eq!(backwards(expr, tz, from, &want), want, "{expr} in {tz} from {from}, backwards");
+    }
+}
+
+/// Catching up walks back from `now`, which may be anywhere, and must count
+/// the same runs as the forward search.
+#[test]
+fn walking_back_follows_the_same_rule() {
+    let cases: &[(&str, &str, &str, &str, u32, &str)] = &[
+        // From the later pass over the repeated hour, the fixed-time run of
+        // the earlier pass, at a later wall time, is the latest.
+        (
+            "30 1 * * *",
+            "America/New_York",
+            "2026-10-31T05:30:00Z",
+            "2026-11-01T01:10:00-05:00",
+            1,
+            "2026-11-01T01:30:00-04:00",
+        ),
+        (
+            "45 * * * *",
+            "America/New_York",
+            "2026-11-01T04:45:00Z",
+            "2026-11-01T01:44:00-05:00",
+            1,
+            "2026-11-01T01:45:00-04:00",
+        ),
+        (
+            "45 * * * *",
+            "America/New_York",
+            "2026-11-01T04:45:00Z",
+            "2026-11-01T01:45:00-05:00",
+            2,
+            "2026-11-01T01:45:00-04:00",
+        ),
+        (
+            "45 * * * *",
+            "America/New_York",
+            "2026-11-01T04:45:00Z",
+            "2026-11-01T01:44:00-05:00",
+            2,
+            "2026-11-01T04:45:00Z",
+        ),
+        // A fixed time in a gap runs when the gap ends, not before.
+        (
+            "30 2 * * *",
+            "Europe/Stockholm",
+            "2025-03-29T01:30:00Z",
+            "2025-03-30T03:00:00+02:00",
+            1,
+            "2025-03-30T03:00:00+02:00",
+        ),
+        (
+            "30 2 * * *",
+            "Europe/Stockholm",
+            "2025-03-29T01:30:00Z",
+            "2025-03-30T01:59:59+01:00",
+            1,
+            "2025-03-29T01:30:00Z",
+        ),
+        // A wildcard job's times in the gap never happen.
+        (
+            "*/30 * * * *",
+            "Europe/Stockholm",
+            "2025-03-30T00:00:00Z",
+            "2025-03-30T03:00:00+02:00",
+            2,
+            "2025-03-30T01:30:00+01:00",
+        ),
+    ];
+    for (expr, tz, due, now, count, want) in cases {
+        let schedule = Schedule::parse(expr, interval).unwrap();
+        let got = schedule.earliest_of_latest(instant(due), instant(due), instant(now), *count, time_zone(tz).unwrap());
+        assert_eq!(got, instant(want), "{expr} in {tz}, due {due}, now {now}, count {count}");
     }
 }
 
@@ -424,6 +560,7 @@ fn runs_are_increasing_and_match_the_expression() {
         let schedule = Schedule::Cron(cron.clone());
         let mut prev: Option<DateTime<Utc>> = None;
         let mut t = schedule.next_run(from, from, tz);
+        let first = t;
         for _ in 0..8 {
             let Some(run) = t else { break };
             assert!(run >= from, "{expr}: {run} before {from}");
@@ -438,6 +575,13 @@ fn runs_are_increasing_and_match_the_expression() {
                 offset(run - chrono::Duration::seconds(1)) != offset(run)
             };
             assert!(cron.matches(run, tz) || after_gap, "{expr} in {tz}: {run} does not match");
+            // Walking back from anywhere between two runs finds the earlier.
+            if let (Some(first), Some(p)) = (first, prev) {
+                let gap = (run - p).num_microseconds().unwrap_or(1) as u64;
+                let between = p + chrono::Duration::microseconds((rng.next() % gap) as i64);
+                let back = schedule.earliest_of_latest(from, first, between, 1, tz);
+                assert_eq!(back, p, "{expr} in {tz}: back from {between}");
+            }
             checked += 1;
             prev = Some(run);
             t = schedule.following_run(from, run, run, tz);
