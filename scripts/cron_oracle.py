@@ -44,15 +44,18 @@ def simple_set(text, lo, hi, names=()):
     """Values of a field made of *, numbers, ranges, steps and lists."""
     out = set()
     for part in text.split(","):
-        base, _, step = part.partition("/")
+        base, slash, step = part.partition("/")
         step = int(step) if step else 1
         if base in ("*", "?"):
             a, b = lo, hi
         elif "-" in base:
-            a, b = (value(x, lo, names) for x in base.split("-"))
+            first, last = base.split("-")
+            a = value(first, lo, names)
+            # Sunday is 0 and 7; a range that ends on SUN ends on 7.
+            b = 7 if names is DAYS and last.upper() == "SUN" and a > 0 else value(last, lo, names)
         else:
             a = value(base, lo, names)
-            b = hi if step > 1 else a
+            b = hi if slash else a
         out.update(range(a, b + 1, step))
     return out
 
@@ -98,7 +101,11 @@ def dow_matches(field, y, m, d):
     for part in field.split(","):
         if "#" in part:
             day, nth = part.split("#")
-            if wd == value(day, 0, DAYS) % 7 and (d - 1) // 7 + 1 == int(nth):
+            if wd != value(day, 0, DAYS) % 7:
+                continue
+            if nth.upper() == "L" and d + 7 > last_day(y, m):
+                return True
+            if nth.upper() != "L" and (d - 1) // 7 + 1 == int(nth):
                 return True
         elif part.endswith("L") and len(part) > 1:
             if wd == value(part[:-1], 0, DAYS) % 7 and d + 7 > last_day(y, m):

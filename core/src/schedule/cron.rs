@@ -94,110 +94,123 @@ fn number(field: &Field, token: &str) -> Result<u32, ScheduleError> {
     Ok(n)
 }
 
-/// Checks one field's comma-separated parts: `*`, `?`, `a`, `a-b`, any of
-/// those `/step`, and the day specials `L`, `LW`, `nW` (day of month) and
-/// `nL`, `n#k` (day of week). Returns the field with `a/n` written as
-/// `a-max/n`, the meaning Quartz, robfig/cron and croniter give it, which
-/// croner does not read.
-fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
-    let mut parts = Vec::new();
+/// Checks one field's comma-separated parts: `*`, `a`, `a-b`, any of those
+/// `/step`, `?` for `*` in the day fields, and the day specials `L`, `LW`,
+/// `nW` (day of month) and `nL`, `n#k`, `n#L` (day of week). Returns the field
+/// as stored, with `a/n` written as `a-max/n` (the meaning Quartz, robfig/cron
+/// and croniter give it), and the field in numbers only, as croner reads it:
+/// `SUN` ending a range is 7, `#L` is `L`, and a `*` inside a list is the
+/// field's whole range, so that croner does not take the field for a bare `*`,
+/// whose day-field rule differs.
+fn check_field(field: &Field, text: &str) -> Result<(String, String), ScheduleError> {
+    let day_of_month = field.name == "day of month";
+    let day_of_week = field.name == "day of week";
+    let listed = text.contains(',');
+    let (mut stored, mut numeric) = (Vec::new(), Vec::new());
     for part in text.split(',') {
+        // A bad number is a bad part: `invalid minute "0-1&"`, not "1&".
+        let shown = if part.is_empty() { text } else { part };
+        let num = |token: &str| match number(field, token) {
+            Err(ScheduleError::BadCronField { .. }) => Err(bad(field, shown)),
+            other => other,
+        };
         let (base, step) = match part.split_once('/') {
             Some((b, s)) => (b, Some(s)),
             None => (part, None),
         };
         if let Some(step) = step {
-            let n: u32 = step.parse().map_err(|_| bad(field, part))?;
+            let n: u32 = step.parse().map_err(|_| bad(field, shown))?;
             if n == 0 || n > field.max.max(1) {
-                return Err(bad(field, part));
+                return Err(bad(field, shown));
             }
         }
-        let day_of_month = field.name == "day of month";
-        let day_of_week = field.name == "day of week";
-        // In `15W` or `5L` a bad number is a bad part.
-        let day = |token: &str| match number(field, token) {
-            Err(ScheduleError::BadCronField { .. }) => Err(bad(field, part)),
-            other => other,
-        };
-        match base {
-            "*" | "?" => {}
-            "L" | "LW" if day_of_month && step.is_none() => {}
-            "L" if day_of_week && step.is_none() => {}
-            _ if day_of_month && base.ends_with('W') && step.is_none() => {
-                day(&base[..base.len() - 1])?;
+        let suffix = step.map(|n| format!("/{n}")).unwrap_or_default();
+        let mut stored_part = part.to_string();
+        let numeric_part = match base {
+            "*" => format!("*{suffix}"),
+            "?" if day_of_month || day_of_week => format!("*{suffix}"),
+            _ if step.is_some() && !base.contains('-') => {
+                let a = num(base)?;
+                stored_part = format!("{base}-{}{suffix}", field.max);
+                format!("{a}-{}{suffix}", field.max)
             }
-            _ if day_of_week && base.ends_with('L') && step.is_none() => {
-                day(&base[..base.len() - 1])?;
+            _ if base.contains('-') => {
+                let (a, b) = base.split_once('-').unwrap_or_default();
+                let a = num(a)?;
+                // SUN is 0 or 7; ending a range it is 7, as in `SAT-SUN`.
+                let b = if day_of_week && b == "SUN" && a > 0 { 7 } else { num(b)? };
+                if a > b {
+                    return Err(bad(field, shown));
+                }
+                format!("{a}-{b}{suffix}")
             }
-            _ if day_of_week && base.contains('#') && step.is_none() => {
+            _ if step.is_some() => return Err(bad(field, shown)),
+            "L" | "LW" if day_of_month => base.to_string(),
+            _ if day_of_month && base.len() > 1 && base.ends_with('W') => format!("{}W", num(&base[..base.len() - 1])?),
+            _ if day_of_week && base.contains('#') => {
                 let (weekday, nth) = base.split_once('#').unwrap_or_default();
-                day(weekday)?;
-                if !matches!(nth, "1" | "2" | "3" | "4" | "5" | "L") {
-                    return Err(bad(field, part));
+                let weekday = num(weekday)?;
+                match nth {
+                    "L" => format!("{weekday}L"),
+                    "1" | "2" | "3" | "4" | "5" => format!("{weekday}#{nth}"),
+                    _ => return Err(bad(field, shown)),
                 }
             }
-            _ => match base.split_once('-') {
-                Some((a, b)) => {
-                    if number(field, a)? > number(field, b)? {
-                        return Err(bad(field, part));
-                    }
-                }
-                None => {
-                    number(field, base)?;
-                    if let Some(step) = step {
-                        parts.push(format!("{base}-{}/{step}", field.max));
-                        continue;
-                    }
-                }
-            },
-        }
-        parts.push(part.to_string());
+            _ if day_of_week && base.len() > 1 && base.ends_with('L') => format!("{}L", num(&base[..base.len() - 1])?),
+            _ => num(base)?.to_string(),
+        };
+        let numeric_part =
+            if listed && numeric_part == "*" { format!("{}-{}", field.min, field.max) } else { numeric_part };
+        stored.push(stored_part);
+        numeric.push(numeric_part);
     }
-    Ok(parts.join(","))
+    Ok((stored.join(","), numeric.join(",")))
 }
 
 impl CronSchedule {
     pub fn parse(text: &str) -> Result<CronSchedule, ScheduleError> {
         let trimmed = text.trim();
-        let (normal, expr) = if trimmed.starts_with('@') {
+        let (name, expr) = if trimmed.starts_with('@') {
             let lower = trimmed.to_ascii_lowercase();
             let (name, expr) = MACROS
                 .iter()
                 .find(|(m, _)| *m == lower)
                 .ok_or_else(|| ScheduleError::UnknownMacro(trimmed.to_string()))?;
-            (name.to_string(), expr.to_string())
+            (Some(*name), expr.to_string())
         } else {
-            let upper = trimmed.to_ascii_uppercase();
-            let fields: Vec<&str> = upper.split_whitespace().collect();
-            let with_seconds = match fields.len() {
-                5 => false,
-                6 => true,
-                n => return Err(ScheduleError::CronFieldCount(n)),
-            };
-            let specs = std::iter::once(&SECOND).filter(|_| with_seconds).chain(FIVE.iter());
-            let mut normal = Vec::with_capacity(fields.len());
-            for (spec, field) in specs.zip(&fields) {
-                // pg_cron writes the last day of the month as `$`.
-                let field = if spec.name == "day of month" { field.replace('$', "L") } else { field.to_string() };
-                normal.push(check_field(spec, &field)?);
-            }
-            let normal = normal.join(" ");
-            (normal.clone(), normal)
+            (None, trimmed.to_ascii_uppercase())
         };
-        // Vixie: when day of month and day of week are both restricted, a day
-        // matching either runs; a field that starts with `*` (even `*/2`)
-        // counts as unrestricted, and then both must match.
         let fields: Vec<&str> = expr.split_whitespace().collect();
+        let with_seconds = match fields.len() {
+            5 => false,
+            6 => true,
+            n => return Err(ScheduleError::CronFieldCount(n)),
+        };
+        let specs = std::iter::once(&SECOND).filter(|_| with_seconds).chain(FIVE.iter());
+        let (mut stored, mut numeric) = (Vec::with_capacity(fields.len()), Vec::with_capacity(fields.len()));
+        for (spec, field) in specs.zip(&fields) {
+            // pg_cron writes the last day of the month as `$`.
+            let field = if spec.name == "day of month" { field.replace('$', "L") } else { field.to_string() };
+            let (as_stored, in_numbers) = check_field(spec, &field)?;
+            stored.push(as_stored);
+            numeric.push(in_numbers);
+        }
+        let normal = name.map_or_else(|| stored.join(" "), str::to_string);
+        // Vixie: when day of month and day of week are both restricted, a day
+        // matching either runs; a field that starts with `*` or `?` (even
+        // `*/2`) counts as unrestricted, and then both must match.
         let (dom, dow) = (fields[fields.len() - 3], fields[fields.len() - 1]);
         let either_starred = dom.starts_with(['*', '?']) || dow.starts_with(['*', '?']);
         let (minute, hour) = (fields[fields.len() - 5], fields[fields.len() - 4]);
         let follows_real_time = minute.starts_with('*') || hour.starts_with('*');
+        // Every field has passed our own check, so croner failing is our bug;
+        // its message would mean nothing to the user.
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .dom_and_dow(either_starred)
             .build()
-            .parse(&expr)
-            .map_err(|e| ScheduleError::Unparsable(format!("{trimmed} ({e})")))?;
+            .parse(&numeric.join(" "))
+            .map_err(|_| ScheduleError::Unparsable(trimmed.to_string()))?;
         let schedule = CronSchedule { text: normal, cron, follows_real_time };
         // `0 0 31 2 *` is well-formed but never comes.
         let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();

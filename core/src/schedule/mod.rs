@@ -75,8 +75,8 @@ impl ScheduleError {
                 "Write minute hour day-of-month month day-of-week, optionally with seconds first.".into()
             }
             ScheduleError::CronOutOfRange { .. } | ScheduleError::BadCronField { .. } => {
-                "Each field takes *, numbers, ranges a-b, steps /n and lists a,b; day of month also L, LW, nW \
-                 and $; day of week also nL and n#k; months JAN-DEC, days SUN-SAT."
+                "Each field takes *, numbers, ranges a-b, steps /n and lists a,b; day of month also L, LW, nW, \
+                 $ and ?; day of week also nL, n#k, n#L and ?; months JAN-DEC, days SUN-SAT."
                     .into()
             }
             ScheduleError::UnknownMacro(_) => {
