@@ -509,6 +509,19 @@ fn invalid_expressions_name_the_field() {
         ("0 0 L/2 * *", "invalid day of month \"L/2\" in cron schedule"),
         ("0 0 * JAN-FOO *", "invalid month \"JAN-FOO\" in cron schedule"),
         ("@often", "unknown schedule macro \"@often\""),
+        // Text that looks like cron fails as cron, never as some interval.
+        ("0-1& * * * *", "invalid minute \"0-1&\" in cron schedule"),
+        ("1-1_0 * * * *", "invalid minute \"1-1_0\" in cron schedule"),
+        ("*/5,x * * * *", "invalid minute \"x\" in cron schedule"),
+        ("0 3 * * * junk", "invalid day of week \"junk\" in cron schedule"),
+        ("0 3 1 JNA *", "invalid month \"JNA\" in cron schedule"),
+        ("5 4 3 2", "a cron schedule has 5 or 6 fields, not 4"),
+        // And an interval takes only its documented forms.
+        ("50 seconds c", "invalid schedule \"50 seconds c\": cannot read \"c\""),
+        ("every banana", "invalid schedule \"every banana\": cannot read \"banana\""),
+        ("1 hour 30 minuts", "invalid schedule \"1 hour 30 minuts\": cannot read \"minuts\""),
+        ("SELECT * FROM t", "invalid schedule \"SELECT * FROM t\": cannot read \"SELECT\""),
+        ("5", "invalid schedule \"5\""),
         ("0 0 31 2 *", "cron schedule \"0 0 31 2 *\" never runs"),
         ("0 0 30 2 *", "cron schedule \"0 0 30 2 *\" never runs"),
     ];

@@ -63,20 +63,25 @@ const FIVE: [Field; 5] = [
     Field { name: "day of week", min: 0, max: 7, names: DAYS },
 ];
 
-/// Whether `text` is written as cron rather than as an interval: a macro, or
-/// fields made only of cron's characters, five or more or with a `*`.
-/// "1 day 2 hours" is neither; "* * * *" is cron with a field missing.
+/// Whether `text`, which is no interval, is meant as cron: a macro, or
+/// fields most of which are made of cron's characters and names, three or
+/// more of them or one with a `*`. "* * * *" is cron with a field missing and
+/// "0-1& * * * *" cron with a bad minute; "1 hour 30 minuts" is a mistyped
+/// interval, and so is "SELECT * FROM t".
 pub fn looks_like_cron(text: &str) -> bool {
     let text = text.trim();
     if text.starts_with('@') {
         return true;
     }
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    (fields.len() >= 5 || text.contains('*'))
-        && fields.iter().all(|f| {
-            f.to_ascii_uppercase().chars().all(|c| c.is_ascii_digit() || "*,-/?LW#$".contains(c))
-                || MONTHS.iter().chain(DAYS).any(|n| f.to_ascii_uppercase().contains(n))
+    let fields: Vec<String> = text.split_whitespace().map(str::to_ascii_uppercase).collect();
+    let cronish = fields
+        .iter()
+        .filter(|f| {
+            let bare = MONTHS.iter().chain(DAYS).fold(f.to_string(), |f, name| f.replace(name, ""));
+            bare.chars().all(|c| c.is_ascii_digit() || "*,-/?LW#$".contains(c))
         })
+        .count();
+    2 * cronish > fields.len() && (fields.len() >= 3 || text.contains('*'))
 }
 
 fn bad(field: &Field, part: &str) -> ScheduleError {
@@ -101,15 +106,19 @@ fn number(field: &Field, token: &str) -> Result<u32, ScheduleError> {
 /// and croniter give it), and the field in numbers only, as croner reads it:
 /// `SUN` ending a range is 7, `#L` is `L`, and a `*` inside a list is the
 /// field's whole range, so that croner does not take the field for a bare `*`,
-/// whose day-field rule differs.
+/// whose day-field rule differs. Names and letters are read in any case and
+/// stored in upper case.
 fn check_field(field: &Field, text: &str) -> Result<(String, String), ScheduleError> {
     let day_of_month = field.name == "day of month";
     let day_of_week = field.name == "day of week";
     let listed = text.contains(',');
     let (mut stored, mut numeric) = (Vec::new(), Vec::new());
-    for part in text.split(',') {
-        // A bad number is a bad part: `invalid minute "0-1&"`, not "1&".
-        let shown = if part.is_empty() { text } else { part };
+    for written in text.split(',') {
+        // A bad number is a bad part: `invalid minute "0-1&"`, not "1&",
+        // shown as it was written.
+        let shown = if written.is_empty() { text } else { written };
+        let part = written.to_ascii_uppercase();
+        let part = part.as_str();
         let num = |token: &str| match number(field, token) {
             Err(ScheduleError::BadCronField { .. }) => Err(bad(field, shown)),
             other => other,
@@ -178,7 +187,7 @@ impl CronSchedule {
                 .ok_or_else(|| ScheduleError::UnknownMacro(trimmed.to_string()))?;
             (Some(*name), expr.to_string())
         } else {
-            (None, trimmed.to_ascii_uppercase())
+            (None, trimmed.to_string())
         };
         let fields: Vec<&str> = expr.split_whitespace().collect();
         let with_seconds = match fields.len() {
