@@ -367,6 +367,21 @@ const CASES: &[(&str, &str, &str, &[&str])] = &[
         "2026-03-07T08:00:00Z",
         &["2026-03-07T03:00:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-09T03:00:00-04:00"],
     ),
+    // A day from 02:30 the day before the gap is 03:30, as in PostgreSQL,
+    // which reads a wall time in a gap with the offset before it; one in an
+    // overlap is its later occurrence.
+    (
+        "every 1 day",
+        "America/New_York",
+        "2026-03-07T07:30:00Z",
+        &["2026-03-07T02:30:00-05:00", "2026-03-08T03:30:00-04:00", "2026-03-09T02:30:00-04:00"],
+    ),
+    (
+        "every 1 day",
+        "Europe/Stockholm",
+        "2026-10-24T00:30:00Z",
+        &["2026-10-24T02:30:00+02:00", "2026-10-25T02:30:00+01:00", "2026-10-26T02:30:00+01:00"],
+    ),
     (
         "every 1 hour",
         "America/New_York",
