@@ -156,25 +156,28 @@ def runs(expr, zone, start, n):
     found = []
     while len(found) < n:
         local = wall(t, tz)
-        if not cron.day_matches(local.year, local.month, local.day):
-            # Jump to the next local midnight.
-            nxt = datetime(local.year, local.month, local.day) + timedelta(days=1)
-            t = max(nxt.replace(tzinfo=tz).astimezone(timezone.utc), t + step)
-            continue
-        before = wall(t - step, tz)
-        hit = cron.time_matches(local.hour, local.minute, local.second)
-        if hit and cron.fixed and local.fold == 1:
-            hit = False  # the second occurrence of an overlap
         naive_now = local.replace(tzinfo=None)
-        naive_before = before.replace(tzinfo=None)
-        if not hit and cron.fixed and naive_now - naive_before > step:
-            # t is the first instant after a gap: did the gap hide a run?
+        naive_before = wall(t - step, tz).replace(tzinfo=None)
+        hit = False
+        if cron.fixed and naive_now - naive_before > step:
+            # t is the first instant after a gap: did the gap hide a run? Its
+            # times may belong to another day than t (a gap across midnight).
             g = naive_before + step
             while g < naive_now:
                 if cron.day_matches(g.year, g.month, g.day) and cron.time_matches(g.hour, g.minute, g.second):
                     hit = True
                     break
                 g += step
+        if not hit and not cron.day_matches(local.year, local.month, local.day):
+            # Jump to the next local midnight, or to the earlier of its two
+            # readings if a DST change makes it missing or repeated.
+            nxt = datetime(local.year, local.month, local.day) + timedelta(days=1)
+            midnight = min(nxt.replace(tzinfo=tz, fold=f).astimezone(timezone.utc) for f in (0, 1))
+            t = max(midnight, t + step)
+            continue
+        if not hit:
+            # A fixed-time job does not run on the second pass of an overlap.
+            hit = cron.time_matches(local.hour, local.minute, local.second) and not (cron.fixed and local.fold == 1)
         if hit:
             found.append(t)
         t += step
