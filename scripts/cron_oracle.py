@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent oracle for mtask's cron conformance table.
+"""An independent oracle for mtask's conformance table: cron, and intervals.
 
 It shares no code or library with mtask's Rust core: it matches fields with
 its own small parser and walks real time second by second (minute by minute
@@ -12,6 +12,13 @@ zoneinfo. DST follows the rule mtask documents, Vixie cron's:
     once, at the first instant after the gap (however many of its times the
     gap holds), and a time in a fall-back overlap runs once, at its first
     occurrence.
+
+An interval schedule, `every <number> <unit> ...` with units of months,
+weeks, days, hours, minutes or seconds, runs at `from + k x interval` as
+PostgreSQL adds an interval to a timestamptz: months, then days, on the wall
+clock, each wall time read back as PostgreSQL's DetermineTimeZoneOffset reads
+it (the later of its two readings in a gap or an overlap), then the time part
+as elapsed time.
 
     scripts/cron_oracle.py < cases.txt > core/src/schedule/conformance.tsv
     scripts/cron_oracle.py --check core/src/schedule/conformance.tsv
@@ -144,7 +151,45 @@ def wall(t, tz):
     return t.astimezone(tz)
 
 
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+def read_wall(naive, tz):
+    """A wall time as PostgreSQL reads it: of the readings with the offsets
+    before and after a change (zoneinfo's two folds), the later instant."""
+    return max(naive.replace(tzinfo=tz, fold=f).astimezone(timezone.utc) for f in (0, 1))
+
+
+def interval_runs(expr, zone, start, n):
+    tz = ZoneInfo(zone)
+    words = expr.split()[1:]
+    months = days = seconds = 0
+    for number, unit in zip(words[::2], words[1::2]):
+        unit, number = unit.rstrip("s"), int(number)
+        if unit == "month":
+            months += number
+        elif unit in ("week", "day"):
+            days += number * (7 if unit == "week" else 1)
+        else:
+            seconds += number * UNIT_SECONDS[unit]
+    found = []
+    for k in range(n):
+        t = start
+        if months:
+            local = t.astimezone(tz).replace(tzinfo=None)
+            month = local.month - 1 + k * months
+            year, month = local.year + month // 12, month % 12 + 1
+            local = local.replace(year=year, month=month, day=min(local.day, last_day(year, month)))
+            t = read_wall(local, tz)
+        if days:
+            t = read_wall(t.astimezone(tz).replace(tzinfo=None) + timedelta(days=k * days), tz)
+        found.append(t + timedelta(seconds=k * seconds))
+    return found
+
+
 def runs(expr, zone, start, n):
+    if expr.startswith("every "):
+        return interval_runs(expr, zone, start, n)
     cron, tz = Cron(expr), ZoneInfo(zone)
     step = timedelta(seconds=cron.step)
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)

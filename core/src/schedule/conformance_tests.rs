@@ -13,7 +13,9 @@
 //!   DST (New York, Stockholm, Sydney, Santiago, Lord Howe) and Kolkata as a
 //!   control, then cases written from other projects' test suites (croner,
 //!   croniter, robfig/cron), each under a comment naming its source and
-//!   saying where mtask's rule gives another answer.
+//!   saying where mtask's rule gives another answer, then interval rows,
+//!   which the oracle computes by PostgreSQL's rule and which were each
+//!   checked against a PostgreSQL 15 server.
 //!   `scripts/cron_oracle.py --check core/src/schedule/conformance.tsv`
 //!   re-checks it.
 //!
@@ -24,13 +26,25 @@ use super::cron::looks_like_cron;
 use super::{Schedule, ScheduleError, Span, time_zone};
 use chrono::{DateTime, Utc};
 
-/// Stands in for Postgres' interval input for the few literals used here.
+/// Stands in for Postgres' interval input for the literals used here: whole
+/// numbers of months, weeks, days, hours, minutes and seconds.
 fn interval(literal: &str) -> Option<Span> {
-    match literal {
-        "1 day" => Some(Span::new(0, 1, 0)),
-        "1 hour" => Some(Span::new(0, 0, 3_600_000_000)),
-        _ => None,
+    let words: Vec<&str> = literal.split_whitespace().collect();
+    let mut span = Span::new(0, 0, 0);
+    for pair in words.chunks(2) {
+        let [number, unit] = pair else { return None };
+        let n: i32 = number.parse().ok()?;
+        match unit.trim_end_matches('s') {
+            "month" => span.months += n,
+            "week" => span.days += 7 * n,
+            "day" => span.days += n,
+            "hour" => span.micros += i64::from(n) * 3_600_000_000,
+            "minute" => span.micros += i64::from(n) * 60_000_000,
+            "second" => span.micros += i64::from(n) * 1_000_000,
+            _ => return None,
+        }
     }
+    Some(span)
 }
 
 fn instant(s: &str) -> DateTime<Utc> {
