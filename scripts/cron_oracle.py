@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""An independent oracle for mtask's cron conformance table.
+"""An independent oracle for mtask's conformance table: cron, and intervals.
 
 It shares no code or library with mtask's Rust core: it matches fields with
 its own small parser and walks real time second by second (minute by minute
 for 5-field expressions), converting each instant to wall time with Python's
-zoneinfo. DST follows the rules mtask documents:
-  - a fixed-time job (single second, minute and hour) whose time falls in a
-    spring-forward gap runs once, at the first instant after the gap, and in
-    a fall-back overlap runs once, at the first occurrence;
-  - any other job follows real time: times in a gap do not happen, times in
-    an overlap happen twice.
+zoneinfo. DST follows the rule mtask documents, Vixie cron's:
+  - a job whose minute or hour field starts with `*` is a wildcard job and
+    follows real time: times in a gap do not happen, times in an overlap
+    happen twice;
+  - any other job is a fixed-time job: a time in a spring-forward gap runs
+    once, at the first instant after the gap (however many of its times the
+    gap holds), and a time in a fall-back overlap runs once, at its first
+    occurrence.
 
-    scripts/cron_oracle.py < cases.txt > src/schedule/conformance.tsv
-    scripts/cron_oracle.py --check src/schedule/conformance.tsv
+An interval schedule, `every <number> <unit> ...` with units of months,
+weeks, days, hours, minutes or seconds, runs at `from + k x interval` as
+PostgreSQL adds an interval to a timestamptz: months, then days, on the wall
+clock, each wall time read back as PostgreSQL's DetermineTimeZoneOffset reads
+it (the later of its two readings in a gap or an overlap), then the time part
+as elapsed time.
+
+    scripts/cron_oracle.py < cases.txt > core/src/schedule/conformance.tsv
+    scripts/cron_oracle.py --check core/src/schedule/conformance.tsv
 
 Each input line is `expression<TAB>zone<TAB>from (RFC 3339)<TAB>n`, where n is
 how many instants to find, or the instants a table already expects; each
@@ -42,15 +51,18 @@ def simple_set(text, lo, hi, names=()):
     """Values of a field made of *, numbers, ranges, steps and lists."""
     out = set()
     for part in text.split(","):
-        base, _, step = part.partition("/")
+        base, slash, step = part.partition("/")
         step = int(step) if step else 1
         if base in ("*", "?"):
             a, b = lo, hi
         elif "-" in base:
-            a, b = (value(x, lo, names) for x in base.split("-"))
+            first, last = base.split("-")
+            a = value(first, lo, names)
+            # Sunday is 0 and 7; a range that ends on SUN ends on 7.
+            b = 7 if names is DAYS and last.upper() == "SUN" and a > 0 else value(last, lo, names)
         else:
             a = value(base, lo, names)
-            b = hi if step > 1 else a
+            b = hi if slash else a
         out.update(range(a, b + 1, step))
     return out
 
@@ -96,7 +108,11 @@ def dow_matches(field, y, m, d):
     for part in field.split(","):
         if "#" in part:
             day, nth = part.split("#")
-            if wd == value(day, 0, DAYS) % 7 and (d - 1) // 7 + 1 == int(nth):
+            if wd != value(day, 0, DAYS) % 7:
+                continue
+            if nth.upper() == "L" and d + 7 > last_day(y, m):
+                return True
+            if nth.upper() != "L" and (d - 1) // 7 + 1 == int(nth):
                 return True
         elif part.endswith("L") and len(part) > 1:
             if wd == value(part[:-1], 0, DAYS) % 7 and d + 7 > last_day(y, m):
@@ -119,8 +135,7 @@ class Cron:
         self.hours = simple_set(hour, 0, 23)
         self.months = simple_set(month, 1, 12, MONTHS)
         self.either = not (self.dom[0] in "*?" or self.dow[0] in "*?")
-        single = lambda f: "/" not in f and "*" not in f and "?" not in f and len(simple_set(f, 0, 59)) == 1
-        self.fixed = single(sec) and single(minute) and single(hour)
+        self.fixed = not (minute.startswith("*") or hour.startswith("*"))
 
     def day_matches(self, y, m, d):
         if m not in self.months:
@@ -136,7 +151,45 @@ def wall(t, tz):
     return t.astimezone(tz)
 
 
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+def read_wall(naive, tz):
+    """A wall time as PostgreSQL reads it: of the readings with the offsets
+    before and after a change (zoneinfo's two folds), the later instant."""
+    return max(naive.replace(tzinfo=tz, fold=f).astimezone(timezone.utc) for f in (0, 1))
+
+
+def interval_runs(expr, zone, start, n):
+    tz = ZoneInfo(zone)
+    words = expr.split()[1:]
+    months = days = seconds = 0
+    for number, unit in zip(words[::2], words[1::2]):
+        unit, number = unit.rstrip("s"), int(number)
+        if unit == "month":
+            months += number
+        elif unit in ("week", "day"):
+            days += number * (7 if unit == "week" else 1)
+        else:
+            seconds += number * UNIT_SECONDS[unit]
+    found = []
+    for k in range(n):
+        t = start
+        if months:
+            local = t.astimezone(tz).replace(tzinfo=None)
+            month = local.month - 1 + k * months
+            year, month = local.year + month // 12, month % 12 + 1
+            local = local.replace(year=year, month=month, day=min(local.day, last_day(year, month)))
+            t = read_wall(local, tz)
+        if days:
+            t = read_wall(t.astimezone(tz).replace(tzinfo=None) + timedelta(days=k * days), tz)
+        found.append(t + timedelta(seconds=k * seconds))
+    return found
+
+
 def runs(expr, zone, start, n):
+    if expr.startswith("every "):
+        return interval_runs(expr, zone, start, n)
     cron, tz = Cron(expr), ZoneInfo(zone)
     step = timedelta(seconds=cron.step)
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -148,25 +201,28 @@ def runs(expr, zone, start, n):
     found = []
     while len(found) < n:
         local = wall(t, tz)
-        if not cron.day_matches(local.year, local.month, local.day):
-            # Jump to the next local midnight.
-            nxt = datetime(local.year, local.month, local.day) + timedelta(days=1)
-            t = max(nxt.replace(tzinfo=tz).astimezone(timezone.utc), t + step)
-            continue
-        before = wall(t - step, tz)
-        hit = cron.time_matches(local.hour, local.minute, local.second)
-        if hit and cron.fixed and local.fold == 1:
-            hit = False  # the second occurrence of an overlap
         naive_now = local.replace(tzinfo=None)
-        naive_before = before.replace(tzinfo=None)
-        if not hit and cron.fixed and naive_now - naive_before > step:
-            # t is the first instant after a gap: did the gap hide a run?
+        naive_before = wall(t - step, tz).replace(tzinfo=None)
+        hit = False
+        if cron.fixed and naive_now - naive_before > step:
+            # t is the first instant after a gap: did the gap hide a run? Its
+            # times may belong to another day than t (a gap across midnight).
             g = naive_before + step
             while g < naive_now:
                 if cron.day_matches(g.year, g.month, g.day) and cron.time_matches(g.hour, g.minute, g.second):
                     hit = True
                     break
                 g += step
+        if not hit and not cron.day_matches(local.year, local.month, local.day):
+            # Jump to the next local midnight, or to the earlier of its two
+            # readings if a DST change makes it missing or repeated.
+            nxt = datetime(local.year, local.month, local.day) + timedelta(days=1)
+            midnight = min(nxt.replace(tzinfo=tz, fold=f).astimezone(timezone.utc) for f in (0, 1))
+            t = max(midnight, t + step)
+            continue
+        if not hit:
+            # A fixed-time job does not run on the second pass of an overlap.
+            hit = cron.time_matches(local.hour, local.minute, local.second) and not (cron.fixed and local.fold == 1)
         if hit:
             found.append(t)
         t += step

@@ -40,6 +40,32 @@ fn next_runs_previews_cron_intervals_and_time_zones() {
         "2026-01-01 03:30:00+00"
     );
     assert_eq!(c.sql("SELECT count(*) FROM mtask.next_runs('@hourly')"), "5");
+    // DST by Vixie's rule: a list in the hour makes a fixed-time job, whose
+    // times in the spring-forward gap run once, at its end.
+    assert_eq!(
+        c.sql("SELECT string_agg(r::text, ',') FROM mtask.next_runs('0,30 2 * * *', 2, '2026-03-08 05:00+00', 'America/New_York') r"),
+        "2026-03-08 07:00:00+00,2026-03-09 06:00:00+00"
+    );
+    // At or after holds on the instant a gap moved a run to.
+    assert_eq!(
+        c.sql(
+            "SELECT min(r)::text FROM mtask.next_runs('0 30 2 * * *', 1, '2025-03-30 01:00+00', 'Europe/Stockholm') r"
+        ),
+        "2025-03-30 01:00:00+00"
+    );
+    // Intervals add as PostgreSQL adds them, in a gap too.
+    assert_eq!(
+        c.sql(
+            "SET TimeZone = 'America/New_York';
+             SELECT max(r) = '2026-03-07 02:30'::timestamptz + interval '1 day'
+             FROM mtask.next_runs('every 1 day', 2, '2026-03-07 02:30', 'America/New_York') r"
+        ),
+        "t"
+    );
+    // n#L, SUN ending a range, `*` in a list.
+    for schedule in ["0 0 * * FRI#L", "0 0 * * SAT-SUN", "*,5 * * * *", "0 0 ? * MON"] {
+        assert_eq!(c.sql(&format!("SELECT count(*) FROM mtask.next_runs('{schedule}', 3)")), "3", "{schedule}");
+    }
 }
 
 #[test]
@@ -77,6 +103,17 @@ fn bad_cron_and_time_zones_are_errors_naming_the_problem() {
             &["unknown time zone \"Europe/Pariss\"", "pg_timezone_names"],
         ),
         ("SELECT * FROM mtask.next_runs('0 0 * * 9')", &["day of week 9 is out of range 0-7"]),
+        // Text that looks like cron fails as cron; an interval takes only its
+        // documented forms.
+        (
+            "SELECT mtask.schedule('a', '0-1& * * * *', 'SELECT 1')",
+            &["invalid minute \"0-1&\" in cron schedule", "HINT:"],
+        ),
+        ("SELECT mtask.schedule('a', '? * * * *', 'SELECT 1')", &["invalid minute \"?\" in cron schedule"]),
+        (
+            "SELECT mtask.schedule('a', '50 seconds c', 'SELECT 1')",
+            &["invalid schedule \"50 seconds c\": cannot read \"c\"", "HINT:"],
+        ),
         ("SELECT * FROM mtask.next_runs('@daily', -1)", &["n must be between"]),
         (
             "SET mtask.timezone = 'Mars/Olympus'; SELECT mtask.schedule('a', '@daily', 'SELECT 1')",

@@ -3,6 +3,7 @@
 //! literal) and gets back instants.
 
 mod cron;
+mod interval;
 mod span;
 
 #[cfg(test)]
@@ -30,10 +31,23 @@ pub enum Schedule {
 pub enum ScheduleError {
     Missing,
     Unparsable(String),
+    /// An interval with a word that fits none of the documented forms.
+    BadInterval {
+        text: String,
+        word: String,
+    },
     NotPositive(String),
     CronFieldCount(usize),
-    CronOutOfRange { field: &'static str, value: u32, min: u32, max: u32 },
-    BadCronField { field: &'static str, part: String },
+    CronOutOfRange {
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    },
+    BadCronField {
+        field: &'static str,
+        part: String,
+    },
     UnknownMacro(String),
     NeverMatches(String),
     UnknownTimeZone(String),
@@ -49,6 +63,8 @@ impl ScheduleError {
         match self {
             ScheduleError::Missing => "a recurring task needs a schedule".into(),
             ScheduleError::Unparsable(s) => format!("invalid schedule \"{s}\""),
+            ScheduleError::BadInterval { text, word } if text == word => format!("invalid schedule \"{text}\""),
+            ScheduleError::BadInterval { text, word } => format!("invalid schedule \"{text}\": cannot read \"{word}\""),
             ScheduleError::NotPositive(s) => format!("schedule interval \"{s}\" is not positive"),
             ScheduleError::CronFieldCount(n) => format!("a cron schedule has 5 or 6 fields, not {n}"),
             ScheduleError::CronOutOfRange { field, value, min, max } => {
@@ -66,17 +82,21 @@ impl ScheduleError {
             ScheduleError::Missing => {
                 "Give an interval such as '10 seconds', or use mtask.schedule_at for a one-shot task.".into()
             }
-            ScheduleError::Unparsable(_) => "A schedule is a cron expression such as '0 3 * * *' (6 fields \
-                 put seconds first), a macro such as '@daily', or a PostgreSQL interval such as \
-                 '30 seconds' or 'every 5 minutes'."
-                .into(),
+            ScheduleError::Unparsable(_) | ScheduleError::BadInterval { .. } => {
+                "A schedule is a cron expression such as '0 3 * * *' (6 fields put seconds first), a macro \
+                 such as '@daily', or an interval, optionally after 'every' or 'after': numbers with units \
+                 (microseconds, milliseconds, seconds, minutes, hours, days, weeks, months, years, or us, ms, \
+                 s, m, h, d, w, mon, y), each optionally signed, and HH:MM[:SS] for hours, minutes and \
+                 seconds, such as '90 seconds' or '1 day 02:00:00'; or ISO 8601 such as 'PT1H30M'."
+                    .into()
+            }
             ScheduleError::NotPositive(_) => "The interval must be greater than zero, with no negative part.".into(),
             ScheduleError::CronFieldCount(_) => {
                 "Write minute hour day-of-month month day-of-week, optionally with seconds first.".into()
             }
             ScheduleError::CronOutOfRange { .. } | ScheduleError::BadCronField { .. } => {
-                "Each field takes *, numbers, ranges a-b, steps /n and lists a,b; day of month also L, LW, nW \
-                 and $; day of week also nL and n#k; months JAN-DEC, days SUN-SAT."
+                "Each field takes *, numbers, ranges a-b, steps /n and lists a,b; day of month also L, LW, nW, \
+                 $ and ?; day of week also nL, n#k, n#L and ?; months JAN-DEC, days SUN-SAT."
                     .into()
             }
             ScheduleError::UnknownMacro(_) => {
@@ -116,15 +136,21 @@ pub fn interval_literal(text: &str) -> Result<(bool, &str), ScheduleError> {
 }
 
 impl Schedule {
-    /// Parses a schedule text: cron if it is written as cron, else an
-    /// interval. `read_interval` is Postgres' own interval input, so that
-    /// every literal Postgres accepts is accepted here too.
+    /// Parses a schedule text: an interval if it has one of the documented
+    /// forms, else cron if it looks like cron, so that a mistyped cron
+    /// expression fails as cron, naming its field. `read_interval` is
+    /// Postgres' own interval input, which reads the value of a well-formed
+    /// interval.
     pub fn parse(text: &str, read_interval: impl FnOnce(&str) -> Option<Span>) -> Result<Schedule, ScheduleError> {
-        if cron::looks_like_cron(text) {
-            return CronSchedule::parse(text).map(|c| Schedule::Cron(Box::new(c)));
-        }
         let (fixed_delay, literal) = interval_literal(text)?;
-        let span = read_interval(literal).ok_or_else(|| ScheduleError::Unparsable(text.to_string()))?;
+        if let Err(word) = interval::check_form(literal) {
+            let prefixed = literal.len() != text.trim().len();
+            if !prefixed && cron::looks_like_cron(literal) {
+                return CronSchedule::parse(literal).map(|c| Schedule::Cron(Box::new(c)));
+            }
+            return Err(ScheduleError::BadInterval { text: text.trim().to_string(), word });
+        }
+        let span = read_interval(literal).ok_or_else(|| ScheduleError::Unparsable(text.trim().to_string()))?;
         if !span.is_positive() {
             return Err(ScheduleError::NotPositive(text.trim().to_string()));
         }
@@ -255,7 +281,14 @@ mod tests {
     fn parse_rejects_zero_negative_and_garbage() {
         assert_eq!(Schedule::parse("0 seconds", seconds), Err(ScheduleError::NotPositive("0 seconds".into())));
         assert_eq!(Schedule::parse("-5 seconds", seconds), Err(ScheduleError::NotPositive("-5 seconds".into())));
-        assert_eq!(Schedule::parse("soon", seconds), Err(ScheduleError::Unparsable("soon".into())));
+        let garbage = |text: &str, word: &str| Err(ScheduleError::BadInterval { text: text.into(), word: word.into() });
+        assert_eq!(Schedule::parse("soon", seconds), garbage("soon", "soon"));
+        assert_eq!(Schedule::parse("every banana", seconds), garbage("every banana", "banana"));
+        assert_eq!(Schedule::parse("50 seconds c", seconds), garbage("50 seconds c", "c"));
+        assert_eq!(Schedule::parse("1 hour 30 minuts", seconds), garbage("1 hour 30 minuts", "minuts"));
+        assert_eq!(Schedule::parse("every */5 * * * *", seconds), garbage("every */5 * * * *", "*/5"));
+        // Well formed, but Postgres cannot read it.
+        assert_eq!(Schedule::parse("1 day 1 day", seconds), Err(ScheduleError::Unparsable("1 day 1 day".into())));
         assert_eq!(Schedule::parse("", seconds), Err(ScheduleError::Missing));
     }
 
@@ -264,6 +297,7 @@ mod tests {
         for e in [
             ScheduleError::Missing,
             ScheduleError::Unparsable("x".into()),
+            ScheduleError::BadInterval { text: "5 x".into(), word: "x".into() },
             ScheduleError::NotPositive("0 s".into()),
             ScheduleError::CronFieldCount(7),
             ScheduleError::CronOutOfRange { field: "hour", value: 24, min: 0, max: 23 },

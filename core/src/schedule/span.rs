@@ -1,7 +1,7 @@
 //! A calendar span, the shape of a PostgreSQL `interval`: months, days and
 //! microseconds are kept apart because a month and a day have no fixed length.
 
-use chrono::{DateTime, Duration, Months, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, LocalResult, Months, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::fmt;
 
@@ -31,23 +31,25 @@ impl Span {
         self.months >= 0 && self.days >= 0 && self.micros >= 0 && !self.is_zero()
     }
 
-    /// `start + k × self`, applied as PostgreSQL adds an interval with its
-    /// TimeZone set to `tz`: months first (clamping the day to the month's
-    /// end) and then days, both on the wall clock, then time as elapsed time.
-    /// So `1 day` keeps 03:00 at 03:00 across DST, and `1 hour` is an hour.
-    /// Computing from the anchor every time, instead of adding one step to the
-    /// last slot, keeps a monthly task anchored on the 31st from drifting.
+    /// `start + k × self`, applied as PostgreSQL's `timestamptz + interval`
+    /// with its TimeZone set to `tz`: months first (clamping the day to the
+    /// month's end), then days, each on the wall clock and read back as
+    /// PostgreSQL reads a wall time, then time as elapsed time. So `1 day`
+    /// keeps 03:00 at 03:00 across DST, and `1 hour` is an hour. Computing
+    /// from the anchor every time, instead of adding one step to the last
+    /// slot, keeps a monthly task anchored on the 31st from drifting.
     pub fn add_times(&self, start: DateTime<Utc>, k: i64, tz: Tz) -> Option<DateTime<Utc>> {
         let months = i64::from(self.months).checked_mul(k)?;
         let days = i64::from(self.days).checked_mul(k)?;
         let micros = self.micros.checked_mul(k)?;
-        let t = if months == 0 && days == 0 {
-            start
-        } else {
-            let local = start.with_timezone(&tz).naive_local();
-            let local = local.checked_add_months(Months::new(u32::try_from(months).ok()?))?;
-            resolve_local(tz, local.checked_add_signed(Duration::try_days(days)?)?)?
-        };
+        let mut t = start;
+        if months != 0 {
+            let local = wall(t, tz)?.checked_add_months(Months::new(u32::try_from(months).ok()?))?;
+            t = read_wall(tz, local)?;
+        }
+        if days != 0 {
+            t = read_wall(tz, wall(t, tz)?.checked_add_signed(Duration::try_days(days)?)?)?;
+        }
         t.checked_add_signed(Duration::microseconds(micros))
     }
 
@@ -106,14 +108,24 @@ impl Span {
     }
 }
 
-/// A wall-clock time as an instant: the earlier one in a fall-back overlap;
-/// in a spring-forward gap, the same wall time shifted past the gap's end.
-fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    // Gaps are whole minutes and at most a day long (Samoa, 2011).
-    (0..=24 * 60).find_map(|m| {
-        let probe = local.checked_add_signed(Duration::minutes(m))?;
-        tz.from_local_datetime(&probe).earliest().map(|t| t.with_timezone(&Utc))
-    })
+fn wall(t: DateTime<Utc>, tz: Tz) -> Option<NaiveDateTime> {
+    t.naive_utc().checked_add_offset(tz.offset_from_utc_datetime(&t.naive_utc()).fix())
+}
+
+/// A wall-clock time as an instant, as PostgreSQL reads one (datetime.c's
+/// DetermineTimeZoneOffset): in a fall-back overlap, the later instant; in a
+/// spring-forward gap, the time read with the UTC offset in force a day
+/// earlier, the one before the gap, so that 02:30 becomes 03:30.
+fn read_wall(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(a, b) => Some(a.max(b).with_timezone(&Utc)),
+        LocalResult::None => {
+            let day_before = local.checked_sub_signed(Duration::days(1))?;
+            let offset = tz.offset_from_utc_datetime(&day_before).fix();
+            Some(local.checked_sub_offset(offset)?.and_utc())
+        }
+    }
 }
 
 fn plural(n: i64, unit: &str) -> String {
@@ -227,9 +239,40 @@ mod tests {
         let start = at(2026, 3, 7, 8, 0, 0);
         assert_eq!(Span::new(0, 1, 0).add_times(start, 1, ny), Some(at(2026, 3, 8, 7, 0, 0)));
         assert_eq!(Span::new(0, 0, 24 * MICROS_PER_HOUR).add_times(start, 1, ny), Some(at(2026, 3, 8, 8, 0, 0)));
-        // 02:30 on the DST day does not exist: the first instant after the gap.
-        let before_gap = at(2026, 3, 7, 7, 30, 0); // 02:30 EST
-        assert_eq!(Span::new(0, 1, 0).add_times(before_gap, 1, ny), Some(at(2026, 3, 8, 7, 0, 0)));
+    }
+
+    /// The expectations are PostgreSQL 15's own `timestamptz + k * interval`
+    /// with TimeZone set to the zone.
+    #[test]
+    fn wall_times_in_a_gap_or_an_overlap_read_as_postgresql_reads_them() {
+        let zone = |name: &str| -> Tz { name.parse().unwrap() };
+        let day = Span::new(0, 1, 0);
+        for (span, tz, start, k, want) in [
+            // 02:30 does not exist on 8 March: read with EST, it is 03:30 EDT.
+            (day, "America/New_York", at(2026, 3, 7, 7, 30, 0), 1, at(2026, 3, 8, 7, 30, 0)),
+            (day, "America/New_York", at(2026, 3, 7, 7, 30, 0), 2, at(2026, 3, 9, 6, 30, 0)),
+            // 01:30 happens twice on 1 November: the later, EST.
+            (day, "America/New_York", at(2026, 10, 31, 5, 30, 0), 1, at(2026, 11, 1, 6, 30, 0)),
+            // Months, then days, each read back: 8 March 02:30 is 03:30, and a
+            // day later 03:30 again.
+            (Span::new(1, 1, 0), "America/New_York", at(2026, 2, 8, 7, 30, 0), 1, at(2026, 3, 9, 7, 30, 0)),
+            // Time is added last, as elapsed time.
+            (Span::new(0, 1, 3_600_000_000), "America/New_York", at(2026, 3, 7, 7, 30, 0), 1, at(2026, 3, 8, 8, 30, 0)),
+            (Span::new(0, 7, 0), "America/New_York", at(2026, 3, 1, 7, 30, 0), 1, at(2026, 3, 8, 7, 30, 0)),
+            (day, "Europe/Stockholm", at(2026, 3, 28, 1, 30, 0), 1, at(2026, 3, 29, 1, 30, 0)),
+            (day, "Europe/Stockholm", at(2026, 10, 24, 0, 30, 0), 1, at(2026, 10, 25, 1, 30, 0)),
+            (day, "Australia/Sydney", at(2026, 10, 2, 16, 30, 0), 1, at(2026, 10, 3, 16, 30, 0)),
+            (day, "Australia/Sydney", at(2026, 4, 3, 15, 30, 0), 1, at(2026, 4, 4, 16, 30, 0)),
+            // Lord Howe moves by 30 minutes: 02:15 becomes 02:45.
+            (day, "Australia/Lord_Howe", at(2026, 10, 2, 15, 45, 0), 1, at(2026, 10, 3, 15, 45, 0)),
+            (day, "Australia/Lord_Howe", at(2026, 4, 3, 14, 45, 0), 1, at(2026, 4, 4, 15, 15, 0)),
+            // Santiago changes at midnight: 00:30 becomes 01:30, and 23:30 on
+            // 4 April is the later of two.
+            (day, "America/Santiago", at(2026, 9, 5, 4, 30, 0), 1, at(2026, 9, 6, 4, 30, 0)),
+            (day, "America/Santiago", at(2026, 4, 4, 2, 30, 0), 1, at(2026, 4, 5, 3, 30, 0)),
+        ] {
+            assert_eq!(span.add_times(start, k, zone(tz)), Some(want), "{start} + {k} × {span} in {tz}");
+        }
     }
 
     #[test]
