@@ -193,6 +193,8 @@ fn check_scheduler() {
 /// tasks the caller may see: the board knows no owners, so it asks
 /// mtask.tasks, whose row-level security decides.
 #[pg_extern(sql = false)]
+// pgrx reads the row type from this signature, so it cannot be an alias.
+#[allow(clippy::type_complexity)]
 fn running() -> TableIterator<
     'static,
     (

@@ -35,7 +35,7 @@ pub fn run(command: &str, owner: pg_sys::Oid, timeout_ms: Option<i32>) -> Outcom
         let mut rows = 0;
         for statement in &statements {
             unsafe {
-                                pg_sys::SetUserIdAndSecContext(owner, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+                pg_sys::SetUserIdAndSecContext(owner, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
                 // Non-atomic, so that a CALL in it may commit; as in
                 // PL/pgSQL, the snapshot is then the portal's, which a
                 // commit ends.
