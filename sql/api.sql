@@ -59,7 +59,8 @@ CREATE OR REPLACE FUNCTION mtask.schedule(
     payload jsonb DEFAULT NULL,
     log_runs text DEFAULT NULL,
     history_max_age interval DEFAULT NULL,
-    history_max_per_task int DEFAULT NULL
+    history_max_per_task int DEFAULT NULL,
+    database text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -74,9 +75,10 @@ BEGIN
     END IF;
     INSERT INTO mtask.tasks (name, kind, schedule, command, start_at, remark, timezone, end_at, max_runs, missed,
                              timeout, max_attempts, retry_delay, max_consecutive_failures, transactional,
-                             overlap, priority, command_type, payload, log_runs, history_max_age, history_max_per_task)
+                             overlap, priority, command_type, payload, log_runs, history_max_age, history_max_per_task,
+                             database)
     VALUES ($1, 'recurring', $2, $3, coalesce($4, now()), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-            $18, $19, $20, $21)
+            $18, $19, $20, $21, $22)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -99,7 +101,8 @@ CREATE OR REPLACE FUNCTION mtask.schedule_at(
     payload jsonb DEFAULT NULL,
     log_runs text DEFAULT NULL,
     history_max_age interval DEFAULT NULL,
-    history_max_per_task int DEFAULT NULL
+    history_max_per_task int DEFAULT NULL,
+    database text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -114,8 +117,8 @@ BEGIN
     END IF;
     INSERT INTO mtask.tasks (name, kind, command, start_at, remark, missed, timeout, max_attempts, retry_delay,
                              transactional, priority, command_type, payload, log_runs, history_max_age,
-                             history_max_per_task)
-    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                             history_max_per_task, database)
+    VALUES ($1, 'once', $3, $2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
     RETURNING id INTO new_id;
     PERFORM mtask._check_scheduler();
     RETURN new_id;
@@ -125,7 +128,8 @@ $$;
 -- Changes any option of a task; NULL leaves an option as it is. A schedule
 -- makes a one-shot task recurring. end_at => 'infinity', max_runs => 0 and
 -- max_consecutive_failures => 0 remove those limits; timeout => '0' means
--- no timeout. Returns the task as it now is.
+-- no timeout; database => current_database() runs it here again. Returns
+-- the task as it now is.
 CREATE OR REPLACE FUNCTION mtask.alter(
     task_id bigint,
     schedule text DEFAULT NULL,
@@ -148,7 +152,8 @@ CREATE OR REPLACE FUNCTION mtask.alter(
     payload jsonb DEFAULT NULL,
     log_runs text DEFAULT NULL,
     history_max_age interval DEFAULT NULL,
-    history_max_per_task int DEFAULT NULL
+    history_max_per_task int DEFAULT NULL,
+    database text DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -178,7 +183,8 @@ BEGIN
         payload = coalesce($19, t.payload),
         log_runs = coalesce($20, t.log_runs),
         history_max_age = coalesce($21, t.history_max_age),
-        history_max_per_task = coalesce($22, t.history_max_per_task)
+        history_max_per_task = coalesce($22, t.history_max_per_task),
+        database = coalesce($23, t.database)
     WHERE t.id = $1
     RETURNING t.* INTO altered;
     IF NOT FOUND THEN
@@ -211,11 +217,12 @@ CREATE OR REPLACE FUNCTION mtask.alter(
     payload jsonb DEFAULT NULL,
     log_runs text DEFAULT NULL,
     history_max_age interval DEFAULT NULL,
-    history_max_per_task int DEFAULT NULL
+    history_max_per_task int DEFAULT NULL,
+    database text DEFAULT NULL
 ) RETURNS mtask.tasks
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) $$;
+AS $$ SELECT mtask.alter(mtask._task_id($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) $$;
 
 CREATE OR REPLACE FUNCTION mtask.unschedule(task_id bigint) RETURNS boolean
 LANGUAGE plpgsql

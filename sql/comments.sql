@@ -26,3 +26,4 @@ COMMENT ON COLUMN mtask.tasks.event_id IS 'For an event''s delivery to a listene
 COMMENT ON COLUMN mtask.tasks.log_runs IS 'Which runs are recorded: all, failures or none; NULL: mtask.log_runs.';
 COMMENT ON COLUMN mtask.tasks.history_max_age IS 'Runs older than this are purged; 0: kept for ever; NULL: mtask.history_max_age.';
 COMMENT ON COLUMN mtask.tasks.history_max_per_task IS 'Only this many latest runs are kept; 0: all; NULL: mtask.history_max_per_task.';
+COMMENT ON COLUMN mtask.tasks.database IS 'The database the command runs in, as its owner, in a worker started there for the run; its runs are recorded here, at least once. NULL: this one.';

@@ -9,12 +9,12 @@ GRANT SELECT, DELETE ON mtask.tasks TO PUBLIC;
 GRANT INSERT (name, owner, kind, schedule, timezone, command, command_type, status, remark, start_at,
               next_run_at, end_at, max_runs, missed, timeout, max_attempts, retry_delay, retry_max_delay,
               max_consecutive_failures, transactional, overlap, priority, payload, event_id, listener_id,
-              log_runs, history_max_age, history_max_per_task)
+                            log_runs, history_max_age, history_max_per_task, database)
     ON mtask.tasks TO PUBLIC;
 GRANT UPDATE (name, owner, kind, schedule, timezone, command, command_type, status, remark, start_at,
               next_run_at, end_at, max_runs, missed, timeout, max_attempts, retry_delay, retry_max_delay,
               max_consecutive_failures, transactional, overlap, priority, payload,
-              log_runs, history_max_age, history_max_per_task, manual_from, manual_next_run_at)
+                            log_runs, history_max_age, history_max_per_task, manual_from, manual_next_run_at, database)
     ON mtask.tasks TO PUBLIC;
 GRANT SELECT ON mtask.runs TO PUBLIC;
 -- mtask.emit() runs as its caller and makes the deliveries. Linking a task

@@ -47,10 +47,11 @@ CREATE OR REPLACE FUNCTION mtask._check_scheduler() RETURNS void
 STRICT VOLATILE
 LANGUAGE c AS 'MODULE_PATHNAME', 'check_scheduler_wrapper';
 
--- Wakes this database's workers when the transaction commits.
-CREATE OR REPLACE FUNCTION mtask._wake_at_commit() RETURNS void
+-- Says, when the transaction commits, that a task of this database is due
+-- at "due": its workers wake, or the launcher starts one.
+CREATE OR REPLACE FUNCTION mtask._wake_at_commit(due timestamptz) RETURNS void
 STRICT VOLATILE
-LANGUAGE c AS 'MODULE_PATHNAME', 'wake_at_commit_wrapper';
+LANGUAGE c AS 'MODULE_PATHNAME', 'wake_due_at_commit_wrapper';
 
 -- What a schedule will do: its next n runs from "from", for a task created
 -- then, in timezone (default mtask.timezone).

@@ -84,8 +84,10 @@ CREATE TABLE mtask.tasks (
     last_failure_at timestamptz,
     last_duration   interval,
     total_duration  interval NOT NULL DEFAULT '0',
-    manual_from        text,
+        manual_from        text,
     manual_next_run_at timestamptz,
+    -- Where the command runs, when not here (pg_cron's schedule_in_database).
+    database           text,
     CONSTRAINT tasks_schedule_matches_kind CHECK ((kind = 'recurring') = (schedule IS NOT NULL)),
     CONSTRAINT tasks_scheduled_has_next_run CHECK (status <> 'scheduled' OR next_run_at IS NOT NULL)
 ) WITH (fillfactor = 80);

@@ -16,6 +16,34 @@
 -- known. Options are checked here rather than in CHECK constraints, since
 -- Postgres reads every CHECK expression again for each statement that
 -- writes the table, the scheduler's included.
+-- That a task of "owner" may run its command in "target": it exists, takes
+-- connections, is no template, and the owner may connect to it.
+CREATE OR REPLACE FUNCTION mtask._check_database(target text, owner regrole) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+        db pg_catalog.pg_database;
+BEGIN
+    SELECT * INTO db FROM pg_catalog.pg_database d WHERE d.datname = target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'database "%" does not exist', target
+            USING ERRCODE = 'invalid_catalog_name',
+                  HINT = 'Name a database of this cluster; SELECT datname FROM pg_database lists them.';
+    END IF;
+        IF NOT db.datallowconn OR db.datistemplate THEN
+        RAISE EXCEPTION 'database "%" is a template or does not allow connections, so no task can run there', target
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Name a database that sessions connect to.';
+    END IF;
+    IF NOT pg_catalog.has_database_privilege(owner, target, 'CONNECT') THEN
+        RAISE EXCEPTION 'permission denied: % may not connect to database "%", so its task cannot run there', owner, target
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = pg_catalog.format('GRANT CONNECT ON DATABASE %I TO %s, or name another database.', target, owner);
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION mtask.tasks_check() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -112,11 +140,27 @@ BEGIN
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = 'Only superusers and roles with the privileges of pg_execute_server_program may own program tasks, as with COPY ... PROGRAM.';
         END IF;
-        PERFORM mtask._check_program(NEW.command);
+                PERFORM mtask._check_program(NEW.command);
         -- What a program does cannot be rolled back: it runs outside a
         -- transaction, at least once, as a non-transactional task does.
         NEW.transactional := false;
     END IF;
+    -- Where it runs: this database (NULL), or another one the owner may
+    -- connect to, as a session of its own would.
+    IF NEW.database = pg_catalog.current_database() THEN
+        NEW.database := NULL;
+    END IF;
+    IF NEW.database IS NOT NULL THEN
+        IF NEW.command_type = 'program' THEN
+            RAISE EXCEPTION 'program task "%" cannot run in another database', NEW.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'A program runs on the server, in no database: leave database out.';
+        END IF;
+        IF TG_OP = 'INSERT' OR NEW.database IS DISTINCT FROM OLD.database OR NEW.owner IS DISTINCT FROM OLD.owner THEN
+            PERFORM mtask._check_database(NEW.database, NEW.owner);
+        END IF;
+    END IF;
+
 
     -- When it runs. Only a change of what or when derives next_run_at
     -- again: the scheduler's own updates, and a user moving next_run_at by
@@ -245,8 +289,8 @@ $$;
 CREATE OR REPLACE TRIGGER tasks_1_check
     BEFORE INSERT OR UPDATE OF name, owner, kind, schedule, timezone, command, command_type, start_at, end_at,
                                max_runs, missed, timeout, max_attempts, retry_delay, retry_max_delay,
-                               max_consecutive_failures, transactional, overlap, priority, log_runs,
-                               history_max_age, history_max_per_task
+                                                              max_consecutive_failures, transactional, overlap, priority, log_runs,
+                               history_max_age, history_max_per_task, database
     ON mtask.tasks
     FOR EACH ROW EXECUTE FUNCTION mtask.tasks_check();
 
@@ -321,7 +365,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM mtask._wake_at_commit();
+        PERFORM mtask._wake_at_commit(NEW.next_run_at);
     RETURN NULL;
 END
 $$;

@@ -6,7 +6,7 @@
 -- limits it to the tasks one may see.
 CREATE OR REPLACE VIEW mtask.running WITH (security_invoker = true) AS
 SELECT r.task_id, t.name, t.owner, r.pid, r.started_at, r.attempt, r.scheduled_for, t.command,
-       pg_catalog.current_database() AS database
+       coalesce(t.database, pg_catalog.current_database()) AS database
 FROM mtask._running() r
 JOIN mtask.tasks t ON t.id = r.task_id;
 

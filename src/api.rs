@@ -5,10 +5,11 @@
 //! plain DML on `mtask.tasks` gets the same checks.
 
 use crate::report::{raise, warn};
+use crate::shmem::{self, databases};
 use crate::{guc, pg_schedule, process};
 use pgrx::prelude::*;
 use pgrx::{PgSqlErrorCode, PgXactCallbackEvent};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The canonical form of a schedule text, or an ERROR with a hint.
 #[pg_extern(sql = false)]
@@ -139,24 +140,46 @@ fn next_runs(
     SetOfIterator::new(runs.take(n as usize).map_while(pg_schedule::to_pg))
 }
 
-/// Set while this transaction has asked to wake the pool at commit.
-static WAKE_PENDING: AtomicBool = AtomicBool::new(false);
+/// The earliest due time this transaction has made, to be said at commit;
+/// NOTHING_DUE when it has made none.
+static WAKE_DUE: AtomicI64 = AtomicI64::new(databases::NOTHING_DUE);
 
-/// Wakes the pool's workers when this transaction commits, so that a task it
-/// made due starts at once instead of at the next naptime. Called by the
-/// tasks trigger; a no-op in a pool worker, which looks again after each run.
+/// Says at commit that this transaction made a task due at `due`: the
+/// database's workers wake, and the launcher too when none of them is idle
+/// to take it, so that the task starts on time instead of at the next
+/// naptime. Called by the tasks trigger; a no-op in a pool worker, which
+/// looks again after each run.
 #[pg_extern(sql = false)]
-fn wake_at_commit() {
-    if !process::is_preloaded() || process::is_pool_worker() || WAKE_PENDING.swap(true, Ordering::Relaxed) {
+fn wake_due_at_commit(due: TimestampWithTimeZone) {
+    if !process::is_preloaded() || process::is_pool_worker() {
+        return;
+    }
+    let due = i64::from(due);
+    if WAKE_DUE.fetch_min(due, Ordering::Relaxed) != databases::NOTHING_DUE {
         return;
     }
     pgrx::register_xact_callback(PgXactCallbackEvent::Commit, || {
-        WAKE_PENDING.store(false, Ordering::Relaxed);
-        crate::shmem::wake_workers();
+        let due = WAKE_DUE.swap(databases::NOTHING_DUE, Ordering::Relaxed);
+        let database = unsafe { pg_sys::MyDatabaseId };
+        match databases::lower_due(database, due) {
+            // Not known to the launcher yet: a database created since it looked.
+            None => shmem::ask_launcher_to_look_again(),
+            Some(sooner) if sooner && !shmem::has_idle_worker(database) => shmem::wake_launcher(),
+            Some(_) => {}
+        }
+        shmem::wake_workers(database);
     });
     pgrx::register_xact_callback(PgXactCallbackEvent::Abort, || {
-        WAKE_PENDING.store(false, Ordering::Relaxed);
+        WAKE_DUE.store(databases::NOTHING_DUE, Ordering::Relaxed);
     });
+}
+
+/// The wake-up of mtask 0.3.0 and older, whose trigger does not say when
+/// the task is due: as if it were due now. Their install scripts name it,
+/// and a database runs them until ALTER EXTENSION mtask UPDATE.
+#[pg_extern(sql = false)]
+fn wake_at_commit() {
+    wake_due_at_commit(pgrx::datetime::now());
 }
 
 /// Warns when tasks created in this session would not run.
@@ -184,6 +207,13 @@ fn check_scheduler() {
             code,
             "mtask.enabled is off: tasks will not run until it is turned on",
             "Set mtask.enabled = on and reload the configuration.",
+        );
+    } else if databases::get(unsafe { pg_sys::MyDatabaseId }).is_some_and(|d| d.short_of_processes) {
+        warn(
+            code,
+            format!("no mtask worker could start for database \"{here}\": max_worker_processes is used up"),
+            "Its tasks wait until a background worker process is free. Raise max_worker_processes (the server log \
+             says to what) and restart PostgreSQL.",
         );
     }
 }

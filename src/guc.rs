@@ -12,7 +12,8 @@ pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 pub static MISSED_GRACE_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static MAX_CATCHUP: GucSetting<i32> = GucSetting::<i32>::new(100);
-pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(4);
+pub static WORKER_IDLE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static LOG_RUNS: GucSetting<LogRunsSetting> = GucSetting::<LogRunsSetting>::new(LogRunsSetting::All);
 pub static HISTORY_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
@@ -78,14 +79,24 @@ pub fn init() {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
-        c"mtask.max_workers",
-        c"How many worker processes run tasks at the same time.",
-        c"Each is a background worker: max_worker_processes must leave room for them and the launcher.",
+                c"mtask.max_workers",
+        c"How many tasks run at the same time, in all databases together.",
+        c"Each runs in a worker, a background worker started where tasks are due: max_worker_processes must leave room for them and the launcher.",
         &MAX_WORKERS,
         1,
         crate::shmem::MAX_WORKERS as i32,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mtask.worker_idle_timeout",
+        c"How long a worker stays in its database with nothing due before it exits.",
+        c"The launcher starts a worker again when a task there comes due.",
+        &WORKER_IDLE_TIMEOUT_MS,
+        0,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"mtask.default_timeout",
@@ -214,6 +225,10 @@ pub fn program_output_limit() -> usize {
 
 pub fn max_workers() -> usize {
     MAX_WORKERS.get().clamp(1, crate::shmem::MAX_WORKERS as i32) as usize
+}
+
+pub fn worker_idle_timeout() -> Duration {
+    Duration::from_millis(WORKER_IDLE_TIMEOUT_MS.get().max(0) as u64)
 }
 
 pub fn enabled() -> bool {

@@ -140,10 +140,10 @@ pub fn role_exists(role: pg_sys::Oid) -> bool {
     }
 }
 
-/// Whether `role` may connect to this database, as a session of its own
-/// would have to: a task runs as its owner, so an owner that lost CONNECT
-/// gets no task run here.
-pub fn may_connect(role: pg_sys::Oid) -> bool {
+/// Whether `role` may connect to `database`, as a session of its own would
+/// have to: a task runs as its owner, so an owner that lost CONNECT gets no
+/// task run there.
+pub fn may_connect(role: pg_sys::Oid, database: pg_sys::Oid) -> bool {
     const ACL_CONNECT: pg_sys::AclMode = 1 << 11;
-    unsafe { pg_sys::pg_database_aclcheck(pg_sys::MyDatabaseId, role, ACL_CONNECT) == pg_sys::AclResult::ACLCHECK_OK }
+    unsafe { pg_sys::pg_database_aclcheck(database, role, ACL_CONNECT) == pg_sys::AclResult::ACLCHECK_OK }
 }

@@ -13,6 +13,8 @@
 //!   committed as 'running' first, runs statement by statement
 //!   (`executor::in_procedure`), and is recorded in a transaction of its
 //!   own; inside a transaction block it runs as a transactional one does.
+//! - A task that runs in another database runs there, in a worker started
+//!   for it, as it would from the pool (`executor::elsewhere`).
 //!
 //! The run is on the run board while it lasts, so mtask.running shows it;
 //! its bookkeeping is written as the bootstrap superuser, since users may
@@ -124,6 +126,7 @@ fn run(id: i64, non_atomic: bool) {
         commit();
     }
     let outcome = match (&command.what, claimed.run_id.is_some()) {
+        _ if command.elsewhere.is_some() => executor::run_outside(&command),
         (What::Program { command: program, stdin }, _) => executor::program::run(program, *stdin, command.timeout_ms),
         (What::Sql(sql), true) => in_procedure::run(sql, command.owner, command.timeout_ms),
         (What::Sql(sql), false) => as_mtask(|client| subxact::run(client, sql, command.owner, command.timeout_ms)),

@@ -64,6 +64,8 @@ unsafe extern "C-unwind" fn process_utility(
                         e.rethrow()
                     })
                     .execute();
+                // Once it is gone, tasks elsewhere that name it are paused.
+                pgrx::register_xact_callback(PgXactCallbackEvent::Commit, shmem::ask_launcher_to_look_again);
             }
             _ => run(),
         }
@@ -72,7 +74,10 @@ unsafe extern "C-unwind" fn process_utility(
             pg_sys::NodeTag::T_DropOwnedStmt => roles::after_drop_owned(stmt.cast()),
             // Only the postmaster's children share mtask's memory.
             pg_sys::NodeTag::T_CreateExtensionStmt if creates_mtask(stmt.cast()) && crate::process::is_preloaded() => {
-                pgrx::register_xact_callback(PgXactCallbackEvent::Commit, shmem::ask_launcher_to_look_again);
+                pgrx::register_xact_callback(PgXactCallbackEvent::Commit, || {
+                    shmem::databases::forget_known(pg_sys::MyDatabaseId);
+                    shmem::ask_launcher_to_look_again();
+                });
             }
             _ => {}
         }

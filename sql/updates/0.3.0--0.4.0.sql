@@ -48,7 +48,8 @@ ALTER TABLE mtask.tasks
     ADD COLUMN last_duration   interval,
     ADD COLUMN total_duration  interval NOT NULL DEFAULT '0',
     ADD COLUMN manual_from        text,
-    ADD COLUMN manual_next_run_at timestamptz;
+        ADD COLUMN manual_next_run_at timestamptz,
+    ADD COLUMN database           text;
 ALTER TABLE mtask.runs
     ADD COLUMN trigger text,
     ADD COLUMN detail  text,

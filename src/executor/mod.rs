@@ -6,9 +6,11 @@
 //!   record commit together;
 //! - `run_outside` runs it with no transaction around it: SQL statement by
 //!   statement, each committed on its own, as psql would (`top_level.rs`),
-//!   or a program (`program.rs`).
+//!   a program (`program.rs`), or a command in another database
+//!   (`elsewhere.rs`).
 
 mod context;
+pub mod elsewhere;
 pub mod in_procedure;
 pub mod program;
 pub mod session;
@@ -28,6 +30,8 @@ pub struct Command<'a> {
     pub owner: pg_sys::Oid,
     /// None or 0: no timeout.
     pub timeout_ms: Option<i32>,
+    /// The database it runs in, when not this one.
+    pub elsewhere: Option<elsewhere::Elsewhere<'a>>,
 }
 
 pub enum What<'a> {
@@ -108,9 +112,10 @@ pub fn run_in_transaction(client: &mut SpiClient<'_>, command: &Command) -> Outc
 /// Runs `command` outside any transaction; call it outside one.
 pub fn run_outside(command: &Command) -> Outcome {
     report_activity(Some(command.what.text()));
-    let outcome = match &command.what {
-        What::Sql(sql) => top_level::run(sql, command.owner, command.timeout_ms),
-        What::Program { command: program, stdin } => program::run(program, *stdin, command.timeout_ms),
+    let outcome = match (&command.what, &command.elsewhere) {
+        (_, Some(place)) => elsewhere::run(place, command),
+        (What::Sql(sql), None) => top_level::run(sql, command.owner, command.timeout_ms),
+        (What::Program { command: program, stdin }, None) => program::run(program, *stdin, command.timeout_ms),
     };
     report_activity(None);
     outcome

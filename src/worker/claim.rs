@@ -4,6 +4,7 @@
 //! that a column cannot be read at the wrong position.
 
 use super::plans;
+use crate::executor::elsewhere::Elsewhere;
 use crate::executor::{self, Command, What};
 use crate::report::Failure;
 use crate::{guc, pg_schedule};
@@ -82,7 +83,8 @@ task_row! {
     payload: opt String = "payload::text",
     event_id: opt i64 = "event_id",
     manual_from: opt String = "manual_from",
-    manual_next_run_at: opt TimestampWithTimeZone = "manual_next_run_at",
+        manual_next_run_at: opt TimestampWithTimeZone = "manual_next_run_at",
+    database: opt String = "database",
 }
 
 fn null_in(column: &str) -> SpiError {
@@ -103,7 +105,7 @@ fn claim_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "SELECT {SELECT_LIST} FROM mtask.tasks
-             WHERE status = 'scheduled' AND next_run_at <= now() AND (transactional OR $1)
+                          WHERE status = 'scheduled' AND next_run_at <= now() AND next_run_at <= $2 AND (transactional OR $1)
              ORDER BY next_run_at, priority DESC, id
              LIMIT 1
              FOR UPDATE SKIP LOCKED"
@@ -118,10 +120,19 @@ fn by_id_sql() -> &'static str {
     SQL.get_or_init(|| format!("SELECT {SELECT_LIST} FROM mtask.tasks WHERE id = $1 FOR UPDATE"))
 }
 
-/// The first due task, locked; a non-transactional one only if `any_kind`.
-pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<TaskRow>> {
-    let args = [DatumWithOid::from(any_kind)];
-    let rows = plans::execute(client, claim_sql(), &[PgBuiltInOids::BOOLOID], Some(1), &args)?;
+/// The first due task, locked; a non-transactional one only if `any_kind`;
+/// none due after `horizon`.
+pub fn claim(
+    client: &mut SpiClient<'_>,
+    any_kind: bool,
+    horizon: Option<TimestampWithTimeZone>,
+) -> SpiResult<Option<TaskRow>> {
+    let args = [
+        DatumWithOid::from(any_kind),
+        DatumWithOid::from(horizon.unwrap_or(TimestampWithTimeZone::positive_infinity())),
+    ];
+    let types = [PgBuiltInOids::BOOLOID, PgBuiltInOids::TIMESTAMPTZOID];
+    let rows = plans::execute(client, claim_sql(), &types, Some(1), &args)?;
     rows.first().map(TaskRow::read).transpose()
 }
 
@@ -129,6 +140,23 @@ pub fn claim(client: &mut SpiClient<'_>, any_kind: bool) -> SpiResult<Option<Tas
 pub fn by_id(client: &mut SpiClient<'_>, id: i64) -> SpiResult<Option<TaskRow>> {
     let rows = plans::execute(client, by_id_sql(), &[PgBuiltInOids::INT8OID], Some(1), &[id.into()])?;
     rows.first().map(TaskRow::read).transpose()
+}
+
+/// Why a task that runs in database `name`, which is gone, cannot run, and
+/// what would let it.
+pub fn database_gone(name: &str) -> (Failure, &'static str) {
+    let why = format!("its database \"{name}\" does not exist (dropped, or renamed)");
+    (
+        Failure::new(PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME, why),
+        "point it at another database with mtask.alter(..., database => ...)",
+    )
+}
+
+/// The OID of the database called `name`, if there is one.
+fn database_oid(name: &str) -> Option<pg_sys::Oid> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let oid = unsafe { pg_sys::get_database_oid(name.as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
 /// An interval as elapsed time, a month being 30 days as in Postgres'
@@ -162,6 +190,16 @@ pub struct Task {
     /// A run asked for by hand (mtask.run_now): where the task goes back to
     /// after it, scheduled or paused, and its regular next run.
     pub manual: Option<(Status, Option<DateTime<Utc>>)>,
+    /// The database it runs in, when not this one.
+    pub elsewhere: Option<Target>,
+}
+
+/// Another database a task runs in.
+pub struct Target {
+    pub name: String,
+    /// None: there is no such database (any more).
+    pub oid: Option<pg_sys::Oid>,
+    pub transactional: bool,
 }
 
 impl Task {
@@ -235,8 +273,9 @@ impl Task {
             owner: row.owner,
             command_type,
             payload: row.payload.clone(),
-            // A program's effects cannot be rolled back, whatever the row says.
-            outside: !row.transactional || command_type == CommandType::Program,
+            // A program's effects cannot be rolled back, whatever the row
+            // says, nor can another database's together with the record.
+            outside: !row.transactional || command_type == CommandType::Program || row.database.is_some(),
             due,
             log_runs,
             timeout_ms: row
@@ -246,6 +285,11 @@ impl Task {
             timing,
             delivers_event: row.event_id.is_some(),
             manual,
+            elsewhere: row.database.as_ref().map(|name| Target {
+                name: name.clone(),
+                oid: database_oid(name),
+                transactional: row.transactional,
+            }),
         })
     }
 
@@ -260,12 +304,24 @@ impl Task {
                 "give the task an existing owner",
             ));
         }
-        if !crate::roles::may_connect(self.owner) {
+        if !crate::roles::may_connect(self.owner, unsafe { pg_sys::MyDatabaseId }) {
             let why = "the task's owner may not connect to this database (it lacks CONNECT)";
             return Some((
                 Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, why),
                 "grant it CONNECT on the database",
             ));
+        }
+        if let Some(target) = &self.elsewhere {
+            let Some(oid) = target.oid else {
+                return Some(database_gone(&target.name));
+            };
+            if !crate::roles::may_connect(self.owner, oid) {
+                let why = format!("the task's owner may not connect to its database \"{}\"", target.name);
+                return Some((
+                    Failure::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, why),
+                    "grant it CONNECT on that database",
+                ));
+            }
         }
         if self.command_type == CommandType::Program && !executor::program::may_run_programs(self.owner) {
             let why = "the task's owner may no longer run programs";
@@ -290,6 +346,10 @@ impl Task {
             CommandType::Notify => What::notify(&self.command, self.payload.as_deref().unwrap_or("")),
             CommandType::Program => What::Program { command: &self.command, stdin: self.payload.as_deref() },
         };
-        Command { what, owner: self.owner, timeout_ms: Some(self.timeout_ms()) }
+        let elsewhere = self
+            .elsewhere
+            .as_ref()
+            .and_then(|t| Some(Elsewhere { name: &t.name, oid: t.oid?, transactional: t.transactional }));
+        Command { what, owner: self.owner, timeout_ms: Some(self.timeout_ms()), elsewhere }
     }
 }

@@ -41,6 +41,12 @@ pub fn crashed() -> Outcome {
     Outcome { status: RunStatus::Crashed, ..Outcome::failed(Failure::untold(WORKER_DIED)) }
 }
 
+/// Why a task that may not run is paused: what stops it, and what would let
+/// it run again.
+pub fn pause_reason(failure: &Failure, remedy: &str) -> String {
+    format!("{failure}; {remedy}, then resume it")
+}
+
 /// Pauses a task that mtask cannot handle, saying why, so that it stops no
 /// other task; it runs again once someone corrects it and resumes it.
 pub fn set_aside(client: &mut SpiClient<'_>, id: i64, name: &str, why: &str) {

@@ -1,16 +1,16 @@
-//! The launcher (backend type "mtask scheduler") keeps a pool of workers in
-//! every database where mtask is installed. It holds no database
-//! connection, so it cannot see which databases have the extension: it
-//! starts one worker in each database it does not know about, which looks,
-//! says what it found in shared memory, and either stays as that database's
-//! pool or leaves. Then the launcher shares `mtask.max_workers` among the
-//! databases that have mtask, at least one each, restarting a worker (at
-//! most once a second per slot) when it exits. It looks again at a database
-//! without mtask when CREATE EXTENSION asks it to, and at the list of
-//! databases when a worker exits, on a reload, and every minute.
+//! The launcher (backend type "mtask scheduler") starts workers where tasks
+//! are due, at most `mtask.max_workers` at a time in the whole cluster, and
+//! lets them go when they are done: an idle cluster holds the launcher
+//! alone. It holds no database connection, so it knows the databases from
+//! shared memory (`shmem::databases`), which the workers and the commits
+//! that make tasks due keep current. A database it has not seen a worker
+//! in yet (at start, after CREATE EXTENSION, after its worker crashed) gets
+//! one to look. See docs/DESIGN.md, "Workers on demand", for the fairness
+//! rule that decides who gets a worker when there are too few.
 
 use super::pool;
 use crate::report::warn;
+use crate::shmem::databases::{self, Known};
 use crate::{guc, shmem};
 use pgrx::PgSqlErrorCode;
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker};
@@ -18,36 +18,47 @@ use pgrx::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// How soon after a worker started in a database the next may start there,
+/// when it did not leave cleanly: a worker that keeps failing is retried
+/// once a second, not in a loop.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// How often the launcher reads the list of databases when nothing asks it
-/// to: CREATE EXTENSION, DROP DATABASE, a worker's exit and a reload of
-/// mtask.databases all make it read the list at once.
+/// to: CREATE EXTENSION, DROP DATABASE, a worker's crash and a reload all
+/// make it read the list at once.
 const RESCAN: Duration = Duration::from_secs(60);
+/// A database whose workers are all busy gets one more when a task there has
+/// been due for this long (microseconds) and none took it.
+const BUSY_LAG: i64 = 50_000;
 
+#[derive(Default)]
 struct Slot {
     worker: Option<DynamicBackgroundWorker>,
     database: pg_sys::Oid,
     started: Option<Instant>,
-    /// shmem::look_again_requests() when its worker started: a worker that
-    /// found no mtask before a CREATE EXTENSION committed looked too early.
-    requests_at_start: u32,
-    /// The last start failed: no background worker process was free.
-    refused: bool,
 }
 
 impl Slot {
-    fn alive(&self) -> bool {
-        self.worker.as_ref().is_some_and(|w| matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)))
+    /// Whether its worker has ended (or never was).
+    fn ended(&self) -> bool {
+        self.worker.as_ref().is_none_or(|w| !matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)))
     }
 }
 
-/// What the launcher knows of a database.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Known {
-    /// Not looked at yet (or asked to look again): one worker goes to see.
-    Unknown,
-    Installed,
-    Absent,
+/// What the launcher keeps between rounds.
+struct Launcher {
+    generation: u32,
+    slots: Vec<Slot>,
+    /// The databases mtask may run in, by OID, with their names.
+    present: BTreeMap<u32, String>,
+    /// pg_database as last read, those being dropped included.
+    listed: Vec<(u32, String)>,
+    scanned: Option<Instant>,
+    looked_again: u32,
+    /// Databases whose worker crashed, and when the next may start.
+    not_before: BTreeMap<u32, Instant>,
+    /// A start failed for want of processes, and that was said.
+    warned_short: bool,
+    warned_untracked: bool,
 }
 
 #[pg_guard]
@@ -57,163 +68,231 @@ pub extern "C-unwind" fn mtask_launcher_main(_arg: pg_sys::Datum) {
     // No database: it reads only pg_database, a shared catalog.
     pgrx::bgworkers::BackgroundWorker::connect_worker_to_spi(None, None);
     shmem::attach_launcher();
-    // Workers of a launcher that crashed finish their task and leave.
-    let generation = shmem::next_generation();
-    let mut slots: Vec<Slot> = (0..shmem::MAX_WORKERS)
-        .map(|_| Slot {
-            worker: None,
-            database: pg_sys::InvalidOid,
-            started: None,
-            requests_at_start: 0,
-            refused: false,
-        })
-        .collect();
+    let mut launcher = Launcher {
+        // Workers of a launcher that crashed finish their task and leave.
+        generation: shmem::next_generation(),
+        slots: (0..shmem::MAX_WORKERS).map(|_| Slot::default()).collect(),
+        present: BTreeMap::new(),
+        listed: Vec::new(),
+        scanned: None,
+        looked_again: shmem::look_again_requests(),
+        not_before: BTreeMap::new(),
+        warned_short: false,
+        warned_untracked: false,
+    };
     for n in 0..shmem::MAX_WORKERS {
         shmem::assign(n, pg_sys::InvalidOid);
     }
-    // By OID (Oid itself is not Ord).
-    let mut databases: BTreeMap<u32, Known> = BTreeMap::new();
-    let mut short_of_processes = false;
-    let (mut looked_again, mut scanned) = (shmem::look_again_requests(), None::<Instant>);
     loop {
         let reloaded = super::reload_config_if_requested();
-        // What the workers that ended found.
-        let mut ended = false;
-        for (n, slot) in slots.iter_mut().enumerate() {
-            if slot.database != pg_sys::InvalidOid && !slot.alive() && slot.worker.is_some() {
-                ended = true;
-                slot.worker = None;
-                if shmem::slot_found(n) == shmem::ABSENT {
-                    let too_early = shmem::look_again_requests() != slot.requests_at_start;
-                    databases.insert(slot.database.to_u32(), if too_early { Known::Unknown } else { Known::Absent });
-                    slot.database = pg_sys::InvalidOid;
-                    shmem::assign(n, pg_sys::InvalidOid);
-                }
-            } else if slot.alive() && shmem::slot_found(n) == shmem::INSTALLED {
-                databases.insert(slot.database.to_u32(), Known::Installed);
-            }
-        }
+        let crashed = launcher.reap();
         let requests = shmem::look_again_requests();
-        let asked = requests != looked_again;
-        if asked {
-            looked_again = requests;
-            databases.values_mut().filter(|k| **k == Known::Absent).for_each(|k| *k = Known::Unknown);
+        if crashed
+            || reloaded
+            || requests != launcher.looked_again
+            || launcher.scanned.is_none_or(|t| t.elapsed() >= RESCAN)
+        {
+            launcher.looked_again = requests;
+            launcher.rescan();
         }
-        if ended || asked || reloaded || scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
-            let present = list_databases();
-            databases.retain(|oid, _| present.contains(oid) && !shmem::dropping(*oid));
-            for oid in present.iter().filter(|oid| !shmem::dropping(**oid)) {
-                databases.entry(*oid).or_insert(Known::Unknown);
-            }
-            shmem::forget_dropped(&present);
-            scanned = Some(Instant::now());
-        }
-
-        let wanted = shares(&databases, guc::max_workers());
-        fill(&mut slots, &wanted, generation);
-        let missing = slots.iter().filter(|s| s.database != pg_sys::InvalidOid && s.refused).count();
-        // One WARNING when the pool cannot be filled, not one per attempt.
-        if missing > 0 && !short_of_processes {
-            let all: usize = wanted.iter().map(|(_, n)| n).sum();
-            warn(
-                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                format!(
-                    "mtask could start only {} of its {all} workers: max_worker_processes is used up",
-                    all.saturating_sub(missing)
-                ),
-                "Raise max_worker_processes (mtask needs mtask.max_workers + 1) or lower mtask.max_workers; \
-                 tasks still run on the workers that started.",
-            );
-        }
-        short_of_processes = missing > 0;
-        // Woken early when a worker exits (this process is its notify pid)
-        // and when CREATE EXTENSION asks.
-        super::wait(RESTART_DELAY);
+        let sleep = launcher.start_where_due();
+        // Woken early when a worker starts or exits (this process is its
+        // notify pid), and when a commit or CREATE EXTENSION asks.
+        super::wait(sleep);
         pg_sys::check_for_interrupts!();
     }
 }
 
-/// How many workers each database gets: one to look at a database not yet
-/// known; `max_workers` shared evenly among those with mtask, at least one
-/// each (the first ones by OID get the remainder).
-fn shares(databases: &BTreeMap<u32, Known>, max_workers: usize) -> Vec<(pg_sys::Oid, usize)> {
-    let installed = databases.values().filter(|k| **k == Known::Installed).count();
-    let mut i = 0;
-    databases
-        .iter()
-        .filter_map(|(oid, known)| match known {
-            Known::Unknown => Some((pg_sys::Oid::from(*oid), 1)),
-            Known::Absent => None,
-            Known::Installed => {
-                let share = (max_workers / installed).max(1) + usize::from(i < max_workers % installed);
-                i += 1;
-                Some((pg_sys::Oid::from(*oid), share))
+impl Launcher {
+    /// Frees the slots of workers that ended; says whether one crashed, i.e.
+    /// did not say it was leaving: its database must be looked at again.
+    fn reap(&mut self) -> bool {
+        let mut crashed = false;
+        for (n, slot) in self.slots.iter_mut().enumerate() {
+            if slot.worker.is_none() || !slot.ended() {
+                continue;
             }
-        })
-        .collect()
-}
-
-/// Gives slots to databases as `wanted` says: frees a database's slots
-/// beyond its share (their workers leave after their task), and starts
-/// workers where it has fewer.
-fn fill(slots: &mut [Slot], wanted: &[(pg_sys::Oid, usize)], generation: u32) {
-    for (n, slot) in slots.iter_mut().enumerate() {
-        let keep = wanted.iter().find(|(oid, _)| *oid == slot.database).map_or(0, |(_, k)| *k);
-        let rank = (0..n).filter(|&m| shmem::slot_database(m) == slot.database).count();
-        if slot.database != pg_sys::InvalidOid && rank >= keep {
-            // Its worker sees this and leaves; the slot is reused once it has.
-            slot.database = pg_sys::InvalidOid;
+            if !shmem::left(n) && slot.database != pg_sys::InvalidOid {
+                crashed = true;
+                databases::forget_known(slot.database);
+                let started = slot.started.unwrap_or_else(Instant::now);
+                self.not_before.insert(slot.database.to_u32(), started + RESTART_DELAY);
+            }
+            *slot = Slot::default();
             shmem::assign(n, pg_sys::InvalidOid);
         }
+        crashed
     }
-    for (database, share) in wanted {
-        let mut have = slots.iter().filter(|s| s.database == *database).count();
-        for (n, slot) in slots.iter_mut().enumerate() {
-            if have >= *share {
+
+    /// Reads the list of databases again: new ones are to be looked at,
+    /// dropped ones forgotten, and workers of those no longer listed leave.
+    fn rescan(&mut self) {
+        let listed = list_databases();
+        // A database gone, or renamed: tasks elsewhere may name it.
+        if self.listed.iter().any(|entry| !listed.contains(entry)) {
+            databases::database_dropped(unsafe { pg_sys::GetCurrentTimestamp() });
+        }
+        self.present = listed.iter().filter(|(oid, _)| !shmem::dropping(*oid)).cloned().collect();
+        self.listed = listed;
+        let oids: Vec<u32> = self.present.keys().copied().collect();
+        let untracked = oids.iter().filter(|oid| !databases::note(pg_sys::Oid::from(**oid))).count();
+        if untracked > 0 && !std::mem::replace(&mut self.warned_untracked, true) {
+            warn(
+                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                format!(
+                    "mtask keeps track of at most {} databases: the tasks of {untracked} more will not run",
+                    databases::MAX_DATABASES
+                ),
+                "List the databases that have tasks in mtask.databases.",
+            );
+        }
+        databases::keep_only(&oids);
+        shmem::forget_dropped(&oids);
+        self.not_before.retain(|oid, _| oids.contains(oid));
+        self.scanned = Some(Instant::now());
+    }
+
+    /// Starts workers where tasks are due, within mtask.max_workers, and
+    /// says how long to sleep before the next is due.
+    fn start_where_due(&mut self) -> Duration {
+        let enabled = guc::enabled();
+        for (n, slot) in self.slots.iter_mut().enumerate() {
+            let gone = !self.present.contains_key(&slot.database.to_u32()) || shmem::dropping(slot.database.to_u32());
+            // Its worker sees this and leaves after its task.
+            if slot.database != pg_sys::InvalidOid && (gone || !enabled) {
+                slot.database = pg_sys::InvalidOid;
+                shmem::assign(n, pg_sys::InvalidOid);
+            }
+        }
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        let mut sleep = RESCAN.saturating_sub(self.scanned.map_or(Duration::ZERO, |t| t.elapsed()));
+        // Databases that want a worker and have none, and databases whose
+        // workers are all busy while a task there waits.
+        let (mut first, mut more) = (Vec::new(), Vec::new());
+        for d in databases::all().into_iter().filter(|d| self.present.contains_key(&d.oid)) {
+            let oid = pg_sys::Oid::from(d.oid);
+            let held_back = self.not_before.get(&d.oid).filter(|t| **t > Instant::now());
+            if let Some(t) = held_back {
+                sleep = sleep.min(t.saturating_duration_since(Instant::now()));
+            }
+            let alone = !self.slots.iter().any(|s| s.database == oid);
+            if !enabled || held_back.is_some() || !d.wants_worker(now) {
+                if alone && d.known == Known::Installed && d.next_due != databases::NOTHING_DUE {
+                    sleep = sleep.min(Duration::from_micros(d.next_due.saturating_sub(now).max(0) as u64));
+                }
+                if d.waiting_since != 0 {
+                    databases::done_waiting(oid);
+                }
+            } else if alone {
+                first.push(d);
+            } else if d.known == Known::Installed && !shmem::has_idle_worker(oid) {
+                // Its workers may take the task yet: look again after the lag.
+                match d.next_due.saturating_add(BUSY_LAG).saturating_sub(now) {
+                    ..=0 => more.push(d),
+                    lag => sleep = sleep.min(Duration::from_micros(lag as u64)),
+                }
+            }
+        }
+        // Promised a place first, then by how long each has waited.
+        first.sort_by_key(|d| (!d.promised, d.queued_at()));
+        more.sort_by_key(|d| d.next_due);
+        let mut free = guc::max_workers().saturating_sub(self.slots.iter().filter(|s| s.worker.is_some()).count());
+        // The database a start failed for, for want of processes.
+        let mut short = None;
+        for d in &first {
+            let oid = pg_sys::Oid::from(d.oid);
+            if free == 0 || short.is_some() {
+                databases::wait_for_worker(oid, now);
+                continue;
+            }
+            // It waits on until its worker's first run has started.
+            match self.start(oid) {
+                Ok(()) => free -= 1,
+                Err(()) => {
+                    databases::wait_for_worker(oid, now);
+                    short = Some(oid);
+                }
+            }
+            databases::set_short_of_processes(oid, short.is_some());
+        }
+        // Only when no database waits: a worker more for a busy one.
+        for d in more.iter().take(if short.is_some() { 0 } else { free }) {
+            let oid = pg_sys::Oid::from(d.oid);
+            if self.start(oid).is_err() {
+                short = Some(oid);
                 break;
             }
-            if slot.database == pg_sys::InvalidOid && !slot.alive() {
-                slot.database = *database;
-                // The restart delay is for a worker that keeps failing, not
-                // for a slot that changes hands.
-                slot.started = None;
-                shmem::assign(n, *database);
-                have += 1;
+        }
+        if let Some(oid) = short {
+            self.warn_short(oid);
+            // The start is tried again soon, and whenever a worker exits.
+            sleep = sleep.min(RESTART_DELAY);
+        } else {
+            self.warned_short = false;
+        }
+        sleep
+    }
+
+    fn start(&mut self, database: pg_sys::Oid) -> Result<(), ()> {
+        let n = self.slots.iter().position(|s| s.worker.is_none()).ok_or(())?;
+        shmem::assign(n, database);
+        let started = BackgroundWorkerBuilder::new(&format!("mtask worker {n}"))
+            .set_type("mtask worker")
+            .set_library("mtask")
+            .set_function("mtask_worker_main")
+            .set_argument(Some(pool::argument(n, self.generation)))
+            .enable_spi_access()
+            .set_notify_pid(unsafe { pg_sys::MyProcPid })
+            .set_start_time(pgrx::bgworkers::BgWorkerStartTime::RecoveryFinished)
+            .load_dynamic();
+        match started {
+            Ok(worker) => {
+                self.slots[n] = Slot { worker: Some(worker), database, started: Some(Instant::now()) };
+                Ok(())
+            }
+            Err(_) => {
+                shmem::assign(n, pg_sys::InvalidOid);
+                Err(())
             }
         }
     }
-    for (n, slot) in slots.iter_mut().enumerate() {
-        if slot.database == pg_sys::InvalidOid
-            || slot.alive()
-            || slot.started.is_some_and(|t| t.elapsed() < RESTART_DELAY)
-        {
-            continue;
+
+    /// Says once, until a start succeeds again, that max_worker_processes is
+    /// used up, with what it would take.
+    fn warn_short(&mut self, database: pg_sys::Oid) {
+        if std::mem::replace(&mut self.warned_short, true) {
+            return;
         }
-        slot.started = Some(Instant::now());
-        slot.requests_at_start = shmem::look_again_requests();
-        slot.worker = start_worker(n, generation);
-        slot.refused = slot.worker.is_none();
+        let total = unsafe { pg_sys::max_worker_processes } as usize;
+        // Every process is in use when a start fails: the launcher, the
+        // workers, and what others run.
+        let ours = 1 + self.slots.iter().filter(|s| s.worker.is_some()).count();
+        let others = total.saturating_sub(ours);
+        let max_workers = guc::max_workers();
+        let name = self.present.get(&database.to_u32()).map_or("?", String::as_str);
+        warn(
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            format!(
+                "mtask could not start a worker for database \"{name}\": all {total} background worker processes \
+                 (max_worker_processes) are in use, {ours} by mtask and {others} by others"
+            ),
+            format!(
+                "Tasks of databases without a worker wait until a process is free. To run mtask.max_workers \
+                 tasks at once, raise max_worker_processes to at least {}: {max_workers} for mtask.max_workers, \
+                 1 for mtask's launcher and {others} for the others; then restart PostgreSQL. Or lower \
+                 mtask.max_workers.",
+                max_workers + 1 + others
+            ),
+        );
     }
 }
 
-fn start_worker(slot: usize, generation: u32) -> Option<DynamicBackgroundWorker> {
-    BackgroundWorkerBuilder::new(&format!("mtask worker {slot}"))
-        .set_type("mtask worker")
-        .set_library("mtask")
-        .set_function("mtask_worker_main")
-        .set_argument(Some(pool::argument(slot, generation)))
-        .enable_spi_access()
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
-        .set_start_time(pgrx::bgworkers::BgWorkerStartTime::RecoveryFinished)
-        .load_dynamic()
-        .ok()
-}
-
-/// The databases mtask may run in: those that accept connections and are
-/// not templates (a worker connected to a template would block CREATE
-/// DATABASE from it), limited to `mtask.databases` when that is set. Read
-/// from pg_database directly: with no database, SQL cannot name it.
-fn list_databases() -> Vec<u32> {
+/// The databases mtask may run in, with their names: those that accept
+/// connections and are not templates (a worker connected to a template
+/// would block CREATE DATABASE from it), limited to `mtask.databases` when
+/// that is set. Read from pg_database directly: with no database, SQL
+/// cannot name it.
+fn list_databases() -> Vec<(u32, String)> {
     let allowed = guc::databases();
     let mut found = Vec::new();
     unsafe {
@@ -226,12 +305,9 @@ fn list_databases() -> Vec<u32> {
                 break;
             }
             let db = &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
-            let name = std::ffi::CStr::from_ptr(db.datname.data.as_ptr()).to_string_lossy();
-            if db.datallowconn
-                && !db.datistemplate
-                && allowed.as_ref().is_none_or(|list| list.iter().any(|d| *d == name))
-            {
-                found.push(db.oid.to_u32());
+            let name = std::ffi::CStr::from_ptr(db.datname.data.as_ptr()).to_string_lossy().into_owned();
+            if db.datallowconn && !db.datistemplate && allowed.as_ref().is_none_or(|list| list.contains(&name)) {
+                found.push((db.oid.to_u32(), name));
             }
         }
         pg_sys::table_endscan(scan);

@@ -3,27 +3,30 @@
 //!
 //! - Every run updates its task's row, and the due index with it, so a busy
 //!   tasks table gathers dead row versions that the claim must step over.
-//!   Each worker vacuums it after VACUUM_EVERY of its own runs; the table is
+//!   A worker vacuums it after every VACUUM_EVERY runs committed in its
+//!   database (counted in shared memory: workers come and go); the table is
 //!   small, and SKIP_LOCKED lets a worker pass when another is already at it.
 //! - The purge's deleted runs leave space that only VACUUM makes reusable;
 //!   without it the history's table would keep growing while its row count
 //!   does not. The purger vacuums it after VACUUM_EVERY deleted runs.
 
 use crate::executor::top_level;
+use crate::shmem::databases;
 use pgrx::prelude::*;
 
 const VACUUM_EVERY: usize = 10_000;
 
 #[derive(Default)]
 pub struct Vacuum {
-    runs: usize,
+    tasks_due: bool,
     purged: usize,
 }
 
 impl Vacuum {
-    /// Counts runs this worker has committed.
-    pub fn ran(&mut self, runs: usize) {
-        self.runs += runs;
+    /// Notes whether runs committed in `database` call for a vacuum of its
+    /// tasks table.
+    pub fn ran(&mut self, database: pg_sys::Oid) {
+        self.tasks_due |= databases::vacuum_due(database, VACUUM_EVERY as u64);
     }
 
     /// Counts runs the purge has deleted.
@@ -33,9 +36,8 @@ impl Vacuum {
 
     /// Vacuums what is due; call it between tasks, outside any transaction.
     pub fn tick(&mut self) {
-        if self.runs >= VACUUM_EVERY {
+        if std::mem::take(&mut self.tasks_due) {
             vacuum("mtask.tasks");
-            self.runs = 0;
         }
         if self.purged >= VACUUM_EVERY {
             vacuum("mtask.runs");

@@ -1,9 +1,11 @@
 //! mtask's background processes. The launcher (`launcher.rs`, backend type
-//! "mtask scheduler") is registered at server start and keeps a pool of
-//! `mtask.max_workers` dynamic workers (`pool.rs`, "mtask worker"). A
+//! "mtask scheduler") is registered at server start and starts dynamic
+//! workers (`pool.rs`, "mtask worker") where tasks are due, at most
+//! `mtask.max_workers` at a time. A
 //! worker's step claims due tasks (`claim.rs`), has the executor run them,
 //! and records their runs (`record.rs`); between steps it vacuums
-//! (`maintenance.rs`) and purges the history (`retention.rs`).
+//! (`maintenance.rs`) and purges the history (`retention.rs`). A runner
+//! (`runner.rs`, "mtask runner") runs one command in another database.
 
 pub mod claim;
 pub mod finish;
@@ -13,7 +15,9 @@ mod plans;
 mod pool;
 pub mod record;
 mod retention;
+mod runner;
 mod step;
+mod targets;
 pub mod transaction;
 mod version;
 

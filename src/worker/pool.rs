@@ -1,20 +1,30 @@
-//! A pool worker (backend type "mtask worker"): connects to its slot's
-//! database and, until its slot is taken away, takes steps (`step.rs`:
-//! claim, run and record due tasks), keeps its tables vacuumed
-//! (`maintenance.rs`) and, as the pool's first worker, purges the history
-//! (`retention.rs`); then sleeps until the next task is due, a commit wakes
-//! it, or `mtask.naptime` passes. Workers share nothing but the tasks
-//! table: the claim's `FOR UPDATE SKIP LOCKED` hands each due task to one
-//! of them.
+//! A pool worker (backend type "mtask worker"): the launcher starts it in a
+//! database where a task is due, or to see whether mtask is installed
+//! there. It takes steps (`step.rs`: claim, run and record due tasks), keeps
+//! its tables vacuumed (`maintenance.rs`) and, as its database's first
+//! worker, purges the history (`retention.rs`); between steps it sleeps
+//! until the next task is due, a commit wakes it, or `mtask.naptime`
+//! passes. It leaves when nothing has been due for
+//! `mtask.worker_idle_timeout`, and at once when another database waits for
+//! its place (docs/DESIGN.md, "Workers on demand"). Workers share nothing
+//! but the tasks table: the claim's `FOR UPDATE SKIP LOCKED` hands each due
+//! task to one of them.
 
 use super::maintenance::Vacuum;
 use super::retention::Purger;
-use super::step::Stepper;
+use super::step::{Found, Stepper};
+use super::targets;
 use super::transaction;
 use super::version::SchemaCheck;
+use crate::shmem::databases::{self, Known};
 use crate::{executor, guc, process, shmem};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
+use std::time::{Duration, Instant};
+
+/// How long a worker that holds back for a waiting database sleeps before
+/// it looks again, if nothing wakes it sooner.
+const HELD_BACK_NAP: Duration = Duration::from_millis(50);
 
 /// Packs what a pool worker is told at start into its one argument.
 pub fn argument(slot: usize, generation: u32) -> pg_sys::Datum {
@@ -28,8 +38,12 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     let (slot, generation) = ((packed & 0xffff) as usize, (packed >> 16) as u32);
     super::set_up_signals();
     process::pool_worker();
+    if shmem::generation() != generation {
+        return;
+    }
     let database = shmem::slot_database(slot);
-    if database == pg_sys::InvalidOid || shmem::generation() != generation {
+    if database == pg_sys::InvalidOid {
+        shmem::detach(slot);
         return;
     }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
@@ -37,34 +51,68 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     executor::session::note_baseline();
     shmem::attach(slot);
 
-    let mut schema = SchemaCheck::new(slot);
+    let mut schema = SchemaCheck::new(database);
     let mut stepper = Stepper::default();
     let mut vacuum = Vacuum::default();
     let mut purger = Purger::new();
+    let mut idle_since: Option<Instant> = None;
     // Sent to see whether mtask is here: say so at once, even when disabled.
-    let _ = transaction::run(|| schema.ready(shmem::leads(slot)));
+    let _ = transaction::run(|| schema.ready());
     // A worker leaves when mtask is not (or no longer) installed here, when
-    // a new launcher has taken over, or when the launcher has given its
-    // slot away; it never leaves in the middle of a task.
-    while shmem::slot_found(slot) != shmem::ABSENT
+    // a new launcher has taken over, or when the launcher has taken its slot
+    // back; never in the middle of a task.
+    while databases::get(database).is_some_and(|d| d.known != Known::Absent)
         && shmem::generation() == generation
         && shmem::slot_database(slot) == database
+        && guc::enabled()
     {
         super::reload_config_if_requested();
         let leads = shmem::leads(slot);
-        let mut sleep = guc::naptime();
-        if guc::enabled() {
-            let stepped = stepper.step(&mut schema, leads);
-            shmem::add_runs(slot, stepped.runs);
-            vacuum.ran(stepped.runs);
-            sleep = stepped.sleep;
-            if stepped.retire {
-                // The launcher starts a fresh worker in the slot.
-                break;
+        if databases::drops_unseen(database) {
+            let paused = transaction::run(|| schema.ready().then(targets::pause_where_gone));
+            if let Err(why) = paused {
+                warning!("mtask: could not pause the tasks whose database is gone: {why}");
             }
         }
-        if leads && guc::enabled() {
-            sleep = sleep.min(purger.tick(database, &mut vacuum, || schema.ready(leads)));
+        let seen = databases::lowerings(database);
+        let horizon = databases::horizon(database);
+        let stepped = stepper.step(&mut schema, horizon);
+        databases::add_runs(database, stepped.runs);
+        vacuum.ran(database);
+        if let Found::Nothing { next } = stepped.found {
+            databases::publish_due(database, seen, next.unwrap_or(databases::NOTHING_DUE));
+        }
+        if stepped.retire {
+            // The launcher starts a fresh worker when one is needed.
+            break;
+        }
+        // Another database waits for a worker: the first worker to end a
+        // step gives it its place.
+        if horizon.is_some() && databases::take_turn(database) {
+            break;
+        }
+        let mut sleep = stepped.sleep;
+        match stepped.found {
+            Found::Nothing { next } if stepped.runs == 0 => {
+                let now = unsafe { pg_sys::GetCurrentTimestamp() };
+                if next.is_some_and(|t| t <= now) {
+                    // Held back: due here, but after a waiting database's task.
+                    idle_since = None;
+                    sleep = HELD_BACK_NAP;
+                } else {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    let left = guc::worker_idle_timeout().saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    sleep = sleep.min(left);
+                }
+            }
+            _ => idle_since = None,
+        }
+        shmem::set_idle(slot, idle_since.is_some());
+        if leads {
+            sleep = sleep.min(purger.tick(database, &mut vacuum, || schema.ready()));
         }
         vacuum.tick();
         if !sleep.is_zero() {

@@ -278,8 +278,14 @@ pub fn pass(client: &mut SpiClient<'_>, task_id: i64, status: Status, next: Opti
 /// Strictly after the claim's now(): a task due by then but not claimed is
 /// locked (running, or held by a user's transaction) and nothing would wake
 /// us when the lock goes, so it is left to the next naptime.
-const NEXT_DUE: &str = "SELECT min(next_run_at) FROM mtask.tasks WHERE status = 'scheduled' AND next_run_at > now()";
+/// After a horizon, the first task due after it, which may be due now.
+const NEXT_DUE: &str =
+    "SELECT min(next_run_at) FROM mtask.tasks WHERE status = 'scheduled' AND next_run_at > least(now(), $1)";
 
-pub fn next_due(client: &mut SpiClient<'_>) -> SpiResult<Option<TimestampWithTimeZone>> {
-    plans::first(&plans::execute(client, NEXT_DUE, &[], Some(1), &[])?)
+pub fn next_due(
+    client: &mut SpiClient<'_>,
+    horizon: Option<TimestampWithTimeZone>,
+) -> SpiResult<Option<TimestampWithTimeZone>> {
+    let args = [DatumWithOid::from(horizon.unwrap_or(TimestampWithTimeZone::positive_infinity()))];
+    plans::first(&plans::execute(client, NEXT_DUE, &[PgBuiltInOids::TIMESTAMPTZOID], Some(1), &args)?)
 }

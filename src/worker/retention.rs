@@ -4,12 +4,13 @@
 //! recorded at all is `mtask_core::retention::LogRuns`, applied where a run
 //! is recorded (`record.rs`).
 //!
-//! The pool's first worker in each database purges: one purger is enough.
+//! The first worker of each database purges: one purger is enough.
 //! A round deletes only finished runs, which nothing else locks, and reads
 //! the tasks without locking them, so it delays no task.
 
 use super::{maintenance, plans, transaction};
-use crate::{guc, shmem};
+use crate::guc;
+use crate::shmem::databases;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgBuiltInOids as Type;
 use pgrx::prelude::*;
@@ -108,7 +109,7 @@ pub struct Purger {
     next_round: Instant,
     /// Runs deleted in the current sweep over all tasks.
     this_sweep: usize,
-    /// shmem::runs() when it last looked.
+    /// databases::runs() when it last looked.
     runs_seen: u64,
 }
 
@@ -127,7 +128,7 @@ impl Purger {
         ready: impl FnOnce() -> bool,
     ) -> Duration {
         // New runs, by any worker here, may have pushed a history past its limit.
-        let runs = shmem::runs(database);
+        let runs = databases::runs(database);
         if runs != self.runs_seen {
             self.next_round = self.next_round.min(Instant::now() + AGAIN);
             self.runs_seen = runs;

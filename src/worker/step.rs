@@ -13,18 +13,21 @@
 //! recorded, is set aside (paused, with why) instead.
 
 use super::claim::{self, Task};
-use super::finish::{Claimed, Verdict, WORKER_DIED, crashed, finish, log_start, now, on_board, set_aside};
+use super::finish::{
+    Claimed, Verdict, WORKER_DIED, crashed, finish, log_start, now, on_board, pause_reason, set_aside,
+};
 use super::record;
 use super::transaction;
 use super::version::SchemaCheck;
 use crate::executor::{self, Outcome, session};
+use crate::shmem::databases;
 use crate::{guc, pg_schedule, shmem};
 use chrono::Utc;
 use mtask_core::lifecycle::Decision;
 use mtask_core::states::RunStatus;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 /// Tasks that one transaction may run back to back, and for how long it may
@@ -38,19 +41,37 @@ pub struct Stepped {
     pub runs: usize,
     /// How long to sleep: zero after a run, as there may be more due tasks.
     pub sleep: Duration,
+    pub found: Found,
     /// This worker must leave: its session holds another role's state.
     pub retire: bool,
+}
+
+/// What a step found to do.
+pub enum Found {
+    /// There may be more to do: look again.
+    Work,
+    /// Nothing more it may claim is due. `next` (timestamptz microseconds)
+    /// is when to look again: the earliest task due after the horizon (or
+    /// now), or None when no task is scheduled. Past when tasks are due
+    /// but held back for another database.
+    Nothing { next: Option<i64> },
 }
 
 #[derive(Default)]
 pub struct Stepper {
     /// Steps left to run one task per transaction, after a batch failed.
     single_steps: usize,
+    /// This worker has started a run, or ended a step.
+    arrived: Cell<bool>,
 }
 
 /// What the claim's transaction leaves to do.
 enum Next {
     Sleep(Duration),
+    /// Nothing to claim; the earliest due time after the horizon.
+    Nothing(Option<TimestampWithTimeZone>),
+    /// The schema is not ready: look again after a naptime.
+    NotReady,
     /// Run the claimed non-transactional task, outside any transaction.
     RunOutside,
     /// Leave: the next task is another role's.
@@ -73,26 +94,28 @@ enum Taken {
 impl Stepper {
     /// Claims and runs due tasks, several in one transaction when they are
     /// quick.
-    pub fn step(&mut self, schema: &mut SchemaCheck, leads: bool) -> Stepped {
+    /// `horizon` (timestamptz microseconds): claim no task due later.
+    pub fn step(&mut self, schema: &mut SchemaCheck, horizon: Option<i64>) -> Stepped {
         let claimed: RefCell<Option<Claimed>> = RefCell::new(None);
         let mut done = 0;
         let batch = if self.single_steps > 0 { 1 } else { MAX_BATCH };
         self.single_steps = self.single_steps.saturating_sub(1);
         let result = transaction::run(|| {
-            if !schema.ready(leads) {
-                return Next::Sleep(guc::naptime());
+            if !schema.ready() {
+                return Next::NotReady;
             }
+            let horizon = horizon.and_then(|t| TimestampWithTimeZone::try_from(t).ok());
             Spi::connect_mut(|client| {
                 let begun = Instant::now();
                 loop {
-                    match take_one(client, &claimed, done == 0) {
-                        Taken::Nothing if done == 0 => {
-                            // Idle: a good moment to close runs whose worker died.
-                            recover_orphans(client);
-                            let next = record::next_due(client).unwrap_or_else(|e| error!("{e}"));
-                            return Next::Sleep(sleep_until(next));
+                    match take_one(client, &claimed, done == 0, horizon, &self.arrived) {
+                        Taken::Nothing => {
+                            if done == 0 {
+                                // Idle: a good moment to close runs whose worker died.
+                                recover_orphans(client);
+                            }
+                            return Next::Nothing(record::next_due(client, horizon).unwrap_or_else(|e| error!("{e}")));
                         }
-                        Taken::Nothing => return Next::Sleep(Duration::ZERO),
                         Taken::RunOutside => return Next::RunOutside,
                         Taken::Yield => return Next::Retire,
                         Taken::Done => done += 1,
@@ -105,8 +128,19 @@ impl Stepper {
         });
         let runs = if result.is_ok() { done } else { 0 };
         let mut retire = false;
+        let mut found = Found::Work;
         let sleep = match result {
             Ok(Next::Sleep(sleep)) => sleep,
+            Ok(Next::Nothing(next)) => {
+                found = Found::Nothing { next: next.map(i64::from) };
+                sleep_until(next)
+            }
+            Ok(Next::NotReady) => {
+                let naptime = guc::naptime();
+                let later = unsafe { pg_sys::GetCurrentTimestamp() }.saturating_add(naptime.as_micros() as i64);
+                found = Found::Nothing { next: Some(later) };
+                naptime
+            }
             Ok(Next::Retire) => {
                 retire = true;
                 Duration::ZERO
@@ -138,7 +172,17 @@ impl Stepper {
                 }
             },
         };
-        Stepped { runs, sleep, retire }
+        arrive(&self.arrived);
+        Stepped { runs, sleep, found, retire }
+    }
+}
+
+/// The first time a worker starts a run (or ends a step without one), its
+/// database stops waiting for a worker: only then may workers that held
+/// back for it go on, so that none of their newer tasks starts first.
+fn arrive(arrived: &Cell<bool>) {
+    if !arrived.replace(true) {
+        databases::done_waiting(unsafe { pg_sys::MyDatabaseId });
     }
 }
 
@@ -162,9 +206,15 @@ fn record_apart(run: &Claimed, outcome: Outcome) -> Duration {
 
 /// Claims the next due task and runs it (or passes it over) in the current
 /// transaction; a non-transactional task only when it is the first.
-fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, first: bool) -> Taken {
+fn take_one(
+    client: &mut SpiClient<'_>,
+    claimed: &RefCell<Option<Claimed>>,
+    first: bool,
+    horizon: Option<TimestampWithTimeZone>,
+    arrived: &Cell<bool>,
+) -> Taken {
     claimed.replace(None);
-    let Some(row) = claim::claim(client, first).unwrap_or_else(|e| error!("{e}")) else {
+    let Some(row) = claim::claim(client, first, horizon).unwrap_or_else(|e| error!("{e}")) else {
         return Taken::Nothing;
     };
     let task = match Task::from_row(&row) {
@@ -180,6 +230,7 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
     // One instant for the decision and the run's start, so that a run
     // never starts after the end_at it was allowed under.
     let started = now();
+    arrive(arrived);
     if let Some(crash) = shmem::crashed_run(unsafe { pg_sys::MyDatabaseId }, task.id) {
         let instant = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
         let slot = instant(crash.scheduled_for).and_then(pg_schedule::to_chrono).unwrap_or(task.due);
@@ -204,7 +255,7 @@ fn take_one(client: &mut SpiClient<'_>, claimed: &RefCell<Option<Claimed>>, firs
         }
     };
     if let Some((failure, remedy)) = task.refusal() {
-        let reason = format!("{failure}; {remedy}, then resume it");
+        let reason = pause_reason(&failure, remedy);
         let run = Claimed { task, slot, started, run_id: None };
         finish(client, &run, Outcome::failed(failure), Verdict::Refused(reason));
         return Taken::Done;

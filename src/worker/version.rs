@@ -1,8 +1,9 @@
 //! Whether tasks may run in this database now.
 //!
 //! - It must hold the schema this library was built for: until an ALTER
-//!   EXTENSION mtask UPDATE is due, the worker runs nothing, and the pool's
-//!   first worker says so, once per version. Looked up once per wake-up.
+//!   EXTENSION mtask UPDATE is due, the worker runs nothing, and one worker
+//!   says so, once until the versions match again. Looked up once per
+//!   wake-up.
 //! - It must not be being restored. A restore (pg_restore, or psql playing a
 //!   dump) writes the tables' rows with their ids, and sets the id sequences
 //!   last, once the data is all there: until then a run would work on half
@@ -13,47 +14,48 @@
 
 use super::plans;
 use crate::report::warn;
-use crate::shmem;
+use crate::shmem::databases;
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 
 pub struct SchemaCheck {
-    slot: usize,
+    database: pg_sys::Oid,
+    /// databases::looks() before the last look.
+    looks: u32,
     /// The version was looked up since the last wake-up.
     checked: bool,
     matches: bool,
-    /// The mismatched version already warned about.
-    warned: Option<String>,
 }
 
 impl SchemaCheck {
-    pub fn new(slot: usize) -> SchemaCheck {
-        SchemaCheck { slot, checked: false, matches: false, warned: None }
+    pub fn new(database: pg_sys::Oid) -> SchemaCheck {
+        SchemaCheck { database, looks: databases::looks(database), checked: false, matches: false }
     }
 
     /// Looks again at the next call: an ALTER EXTENSION may have come.
     pub fn forget(&mut self) {
         self.checked = false;
+        self.looks = databases::looks(self.database);
     }
 
     /// Whether tasks may run now; in a transaction. Also tells the launcher,
     /// through shared memory, whether mtask is installed here at all.
-    /// `leads`: this worker speaks for the pool.
-    pub fn ready(&mut self, leads: bool) -> bool {
+    pub fn ready(&mut self) -> bool {
         if !self.checked {
-            self.check_version(leads);
+            self.check_version();
         }
         self.matches && !restoring()
     }
 
-    fn check_version(&mut self, leads: bool) {
+    fn check_version(&mut self) {
         const QUERY: &str = "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'mtask')";
         let installed: Option<String> = Spi::get_one(QUERY).unwrap_or_else(|e| error!("{e}"));
-        shmem::found(self.slot, if installed.is_some() { shmem::INSTALLED } else { shmem::ABSENT });
+        databases::set_known(self.database, installed.is_some(), self.looks);
         let built = env!("CARGO_PKG_VERSION");
         self.checked = true;
         self.matches = installed.as_deref() == Some(built);
-        if let Some(v) = installed.filter(|v| leads && v != built && self.warned.as_ref() != Some(v)) {
+        let tell = installed.is_some() && databases::version_mismatch_to_tell(self.database, self.matches);
+        if let Some(v) = installed.filter(|_| tell) {
             warn(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!(
@@ -61,7 +63,6 @@ impl SchemaCheck {
                 ),
                 "Run ALTER EXTENSION mtask UPDATE.",
             );
-            self.warned = Some(v);
         }
     }
 }
