@@ -9,6 +9,7 @@
 ::pgrx::pg_module_magic!();
 
 mod api;
+mod compat;
 mod executor;
 mod guc;
 mod pg_schedule;

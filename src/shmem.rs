@@ -162,7 +162,7 @@ pub fn slot_found(slot: usize) -> u32 {
 
 /// Registers the calling process as the launcher.
 pub fn attach_launcher() {
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    let procno = crate::compat::my_procno();
     LAUNCHER.get().store(procno, Ordering::Release);
 }
 
@@ -199,7 +199,7 @@ pub fn leads(slot: usize) -> bool {
 /// Puts the calling worker in `slot`, so that commits wake it. A run the
 /// slot's last worker was in when it died goes to the crashed runs.
 pub fn attach(slot: usize) {
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    let procno = crate::compat::my_procno();
     WORKERS.get()[slot].store(procno, Ordering::Release);
     MY_SLOT.set(Some(slot));
     let mut board = RUN_BOARD.exclusive();
