@@ -169,8 +169,3 @@ BEGIN
 END
 $$;
 
--- What became of each delivery: one row per event and listener.
-CREATE OR REPLACE VIEW mtask.deliveries WITH (security_invoker = true) AS
-SELECT e.id AS event_id, e.event, e.run_at, t.listener_id, t.owner, t.id AS task_id, t.status,
-       t.run_count AS attempts, t.last_status, t.last_error, t.last_run_at
-FROM mtask.tasks t JOIN mtask.events e ON e.id = t.event_id;
