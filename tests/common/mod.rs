@@ -277,17 +277,22 @@ impl Cluster {
     /// database `db` as `postgres`, with `args` after the connection
     /// options; panics if it fails.
     pub fn client(&self, program: &str, db: &str, args: &[&str]) -> Output {
-        check(&format!("{program} {args:?}"), self.try_client(program, db, args))
+        self.client_of(self, program, db, args)
     }
 
     /// As `client`, whether it fails or not.
     pub fn try_client(&self, program: &str, db: &str, args: &[&str]) -> Output {
-        self.client_of(self, program, db, args)
+        self.try_client_of(self, program, db, args)
     }
 
-    /// Runs this cluster's client `program` on database `db` of `server`,
-    /// whether it fails or not.
+    /// As `client`, with this cluster's program on database `db` of
+    /// `server`, which may be of another version: a newer pg_dump dumps an
+    /// older server.
     pub fn client_of(&self, server: &Cluster, program: &str, db: &str, args: &[&str]) -> Output {
+        check(&format!("{program} {args:?}"), self.try_client_of(server, program, db, args))
+    }
+
+    fn try_client_of(&self, server: &Cluster, program: &str, db: &str, args: &[&str]) -> Output {
         Command::new(self.bin.join(program))
             .args(["-h", &server.dir.display().to_string(), "-p", &server.port.to_string(), "-U", "postgres"])
             .args(["-d", db])
