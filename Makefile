@@ -1,13 +1,30 @@
 # The two commands a fresh Debian 12 machine with Rust needs: `make demo` and
 # `make test`. Both install what is missing first and may be run again.
+#
+# PG=N (14 to 18, default 15) is the PostgreSQL they build for, install into
+# and test against; scripts/pg.sh installs it if it is missing. PG_CONFIG
+# names another installation (your own), whose version then sets PG.
 
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+VERSIONS := 14 15 16 17 18
+pg_config_of = $(shell scripts/pg.sh pg_config $(1))
+
+ifdef PG_CONFIG
+PG ?= $(shell scripts/pg.sh major $(PG_CONFIG))
+else
+PG ?= 15
+PG_CONFIG := $(call pg_config_of,$(PG))
+endif
+# The tests and scripts read both.
+export PG PG_CONFIG
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+# The shell crate's build for PG (its default feature is pg15).
+FEATURES := --no-default-features --features mtask/pg$(PG)
 
-.PHONY: setup install test unit integration lint demo bench bench-quick release-script freeze clean
+.PHONY: setup install test unit integration lint demo package test-all test-versions bench bench-quick \
+	release-script freeze clean
 
 setup:
-	PG_CONFIG=$(PG_CONFIG) scripts/setup.sh
+	scripts/setup.sh
 
 install: setup
 	scripts/install.sh $(PG_CONFIG)
@@ -17,39 +34,61 @@ unit:
 	cargo test -p mtask-core
 
 integration: install
-	cargo test -p mtask --test '*'
+	cargo test $(FEATURES) -p mtask --test '*'
 
 # rustfmt and clippy, as CI runs them. Clippy builds the shell, which needs
 # pgrx's bindings, so it sets up what building needs first.
 lint: setup
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
 test: lint install
-	cargo test --workspace
+	cargo test --workspace $(FEATURES)
+
+# Every version in turn, then the tests across versions. Setting them all up
+# first means cargo pgrx init changes nothing once building has begun (each
+# change makes cargo build pgrx's bindings again).
+test-all:
+	for v in $(VERSIONS); do $(MAKE) setup PG=$$v PG_CONFIG=$$(scripts/pg.sh pg_config $$v) || exit 1; done
+	for v in $(VERSIONS); do $(MAKE) test PG=$$v PG_CONFIG=$$(scripts/pg.sh pg_config $$v) || exit 1; done
+	$(MAKE) test-versions
+
+# The tests that need two versions with mtask (tests/backup.rs): pg_upgrade
+# from 15 to 17, and a dump of 15 restored into 18. Elsewhere they are
+# ignored, which cargo test reports.
+test-versions:
+	for v in 15 17 18; do $(MAKE) install PG=$$v PG_CONFIG=$$(scripts/pg.sh pg_config $$v) || exit 1; done
+	PG15_CONFIG=$(call pg_config_of,15) PG17_CONFIG=$(call pg_config_of,17) PG18_CONFIG=$(call pg_config_of,18) \
+		cargo test $(FEATURES) --test backup -- --ignored
 
 demo: install
-	PG_CONFIG=$(PG_CONFIG) scripts/demo.sh
+	scripts/demo.sh
+
+# An archive of mtask built for PG, to install into a PostgreSQL of that
+# version, and for Debian's PostgreSQL a .deb too: see scripts/package.sh.
+package: setup
+	scripts/package.sh $(PG_CONFIG)
 
 # Benchmarks against pg_cron 1.4.2 on one throwaway cluster; see BENCHMARKS.md.
+# They need Debian's pg_cron package for PG, which exists for 15 only.
 bench:
-	EXTRA_PACKAGES=postgresql-15-cron PG_CONFIG=$(PG_CONFIG) scripts/setup.sh
+	EXTRA_PACKAGES=postgresql-$(PG)-cron scripts/setup.sh
 	scripts/install.sh $(PG_CONFIG) --release
-	PG_CONFIG=$(PG_CONFIG) scripts/bench.sh
+	scripts/bench.sh
 
 bench-quick:
-	EXTRA_PACKAGES=postgresql-15-cron PG_CONFIG=$(PG_CONFIG) scripts/setup.sh
+	EXTRA_PACKAGES=postgresql-$(PG)-cron scripts/setup.sh
 	scripts/install.sh $(PG_CONFIG) --release
-	QUICK=1 PG_CONFIG=$(PG_CONFIG) scripts/bench.sh
+	QUICK=1 scripts/bench.sh
 
 # The install script of an older commit, for the update tests:
 # make release-script REF=<commit>. See docs/DESIGN.md.
 release-script: setup
-	PG_CONFIG=$(PG_CONFIG) scripts/sql.sh release $(REF)
+	scripts/sql.sh release $(REF)
 
 # At a release: archive this version's install and update scripts.
 freeze: setup
-	PG_CONFIG=$(PG_CONFIG) scripts/sql.sh freeze
+	scripts/sql.sh freeze
 
 clean:
 	cargo clean

@@ -1,6 +1,7 @@
-# Sourced by the demo (and later the benchmark): a throwaway PostgreSQL 15
-# cluster in its own directory, reached only through its own socket there.
-# Postgres refuses to run as root, so as root the server runs as `postgres`.
+# Sourced by the demo and the benchmark: a throwaway cluster of the
+# PostgreSQL that $PG_CONFIG names (default Debian's 15) in its own
+# directory, reached only through its own socket there. Postgres refuses
+# to run as root, so as root the server runs as `postgres`.
 
 PG_BIN=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
 

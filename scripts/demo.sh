@@ -8,7 +8,7 @@ DIR=${MTASK_DEMO_DIR:-/tmp/mtask-demo}
 PORT=${MTASK_DEMO_PORT:-54329}
 psql_demo() { cluster_psql "$DIR" "$PORT" "$@"; }
 
-echo "== starting a PostgreSQL 15 cluster in $DIR with shared_preload_libraries = 'mtask'"
+echo "== starting a $("$PG_BIN/postgres" --version | sed 's/.*) //; s/^/PostgreSQL /') cluster in $DIR with shared_preload_libraries = 'mtask'"
 cluster_start "$DIR" "$PORT" ""
 trap 'cluster_stop "$DIR"' EXIT
 

@@ -7,12 +7,14 @@
 -- emitting runs nothing the emitter could not run itself.
 
 -- A listener's handler must take (payload jsonb) or (event text, payload jsonb)
--- and be executable by its owner.
+-- and be executable by its owner. It is written as regprocedure prints it
+-- here, with only pg_catalog in the search path.
 CREATE OR REPLACE FUNCTION mtask.listeners_check() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    h regprocedure;
     f pg_proc;
 BEGIN
     -- A restore writes rows as they were dumped (see mtask.tasks_check).
@@ -24,7 +26,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name the event it listens to, as mtask.emit() names it.';
     END IF;
-    SELECT * INTO f FROM pg_proc p WHERE p.oid = NEW.handler;
+    h := to_regprocedure(NEW.handler);
+    IF h IS NULL THEN
+        RAISE EXCEPTION 'handler % does not exist', NEW.handler
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'Name it with its schema and argument types, as in public.f(jsonb); mtask.listen() takes any name.';
+    END IF;
+    NEW.handler := h::text;
+    SELECT * INTO f FROM pg_proc p WHERE p.oid = h;
     IF f.prokind = 'f' AND f.pronargs = 1 AND f.proargtypes[0] = 'jsonb'::regtype THEN
         NEW.takes_event := false;
     ELSIF f.prokind = 'f' AND f.pronargs = 2 AND f.proargtypes[0] = 'text'::regtype
@@ -35,7 +44,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Declare it as CREATE FUNCTION f(payload jsonb) RETURNS void, or f(event text, payload jsonb).';
     END IF;
-    IF NOT has_function_privilege(NEW.owner, NEW.handler, 'EXECUTE') THEN
+    IF NOT has_function_privilege(NEW.owner, h, 'EXECUTE') THEN
         RAISE EXCEPTION 'permission denied: % may not execute handler %', NEW.owner, NEW.handler
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'The handler runs as the listener''s owner, who needs EXECUTE on it.';
@@ -71,7 +80,7 @@ BEGIN
            e.run_at, format('delivers event %s (id %s) to %s', e.event, e.id, l.handler),
            l.max_attempts, l.retry_delay, e.id, l.id
     FROM mtask.listeners l
-    JOIN pg_proc p ON p.oid = l.handler
+    JOIN pg_proc p ON p.oid = to_regprocedure(l.handler)
     JOIN pg_namespace n ON n.oid = p.pronamespace
     WHERE l.event = e.event
       AND (only_listener IS NULL OR l.id = only_listener)
@@ -129,12 +138,12 @@ DECLARE
     e mtask.events;
 BEGIN
     IF EXISTS (SELECT 1 FROM mtask.listeners l
-               WHERE l.event = $1 AND l.handler = $2 AND l.owner = current_user::regrole) THEN
+               WHERE l.event = $1 AND l.handler = $2::text AND l.owner = current_user::regrole) THEN
         RAISE EXCEPTION '% already listens to event "%" with %', current_user, $1, $2
             USING ERRCODE = 'unique_violation',
                   HINT = 'A handler listens once to each event; mtask.unlisten() removes it.';
     END IF;
-    INSERT INTO mtask.listeners (event, handler, max_attempts, retry_delay) VALUES ($1, $2, $3, $4)
+    INSERT INTO mtask.listeners (event, handler, max_attempts, retry_delay) VALUES ($1, $2::text, $3, $4)
     RETURNING id INTO listener_id;
     FOR e IN SELECT * FROM mtask.events x
              WHERE x.event = $1
@@ -159,7 +168,7 @@ DECLARE
     gone bigint;
 BEGIN
     SELECT l.id INTO gone FROM mtask.listeners l
-    WHERE l.event = $1 AND l.handler = $2 AND l.owner = current_user::regrole;
+    WHERE l.event = $1 AND l.handler = $2::text AND l.owner = current_user::regrole;
     IF gone IS NULL THEN
         RETURN false;
     END IF;
@@ -169,8 +178,3 @@ BEGIN
 END
 $$;
 
--- What became of each delivery: one row per event and listener.
-CREATE OR REPLACE VIEW mtask.deliveries WITH (security_invoker = true) AS
-SELECT e.id AS event_id, e.event, e.run_at, t.listener_id, t.owner, t.id AS task_id, t.status,
-       t.run_count AS attempts, t.last_status, t.last_error, t.last_run_at
-FROM mtask.tasks t JOIN mtask.events e ON e.id = t.event_id;

@@ -139,7 +139,10 @@ CREATE INDEX runs_running_idx ON mtask.runs (task_id) WHERE status = 'running';
 CREATE TABLE mtask.listeners (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event        text NOT NULL,
-    handler      regprocedure NOT NULL,
+    -- As regprocedure prints it with only pg_catalog in the search path:
+    -- public.f(jsonb). pg_upgrade refuses a table with a regprocedure
+    -- column, since it keeps no function's OID.
+    handler      text NOT NULL,
     owner        regrole NOT NULL DEFAULT current_user::regrole,
     takes_event  boolean NOT NULL DEFAULT false,
     max_attempts int NOT NULL DEFAULT 3,

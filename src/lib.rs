@@ -9,6 +9,7 @@
 ::pgrx::pg_module_magic!();
 
 mod api;
+mod compat;
 mod executor;
 mod guc;
 mod pg_schedule;
@@ -43,6 +44,12 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         process::preloaded();
         shmem::init();
-        worker::register();
+        // Nothing runs while pg_upgrade has the server up (binary-upgrade
+        // mode): it starts each cluster only to read or restore its
+        // catalogs, and a pool worker connected to a database would keep it
+        // from dropping and restoring that database.
+        if !unsafe { pgrx::pg_sys::IsBinaryUpgrade } {
+            worker::register();
+        }
     }
 }

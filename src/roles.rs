@@ -145,5 +145,5 @@ pub fn role_exists(role: pg_sys::Oid) -> bool {
 /// task run there.
 pub fn may_connect(role: pg_sys::Oid, database: pg_sys::Oid) -> bool {
     const ACL_CONNECT: pg_sys::AclMode = 1 << 11;
-    unsafe { pg_sys::pg_database_aclcheck(database, role, ACL_CONNECT) == pg_sys::AclResult::ACLCHECK_OK }
+    crate::compat::database_acl_ok(database, role, ACL_CONNECT)
 }

@@ -2,11 +2,15 @@
 //! directory format) restores with psql or pg_restore, into a new database
 //! of the same cluster and into a new cluster, with every task, run, event,
 //! listener and delivery as it was dumped, ids that go on from the dumped
-//! ones, and tasks that run.
+//! ones, and tasks that run. Across major versions too: a dump of 15
+//! restores into 18, and pg_upgrade from 15 to 17 keeps all the same and
+//! runs each one-shot task once (these two need both servers with mtask;
+//! `make test-versions` runs them).
 
 mod common;
 
-use common::{Cluster, assert_error};
+use common::{Cluster, assert_error, pg_bin, pg_bin_of};
+use std::path::Path;
 
 /// What a restore must bring back as it was: the tasks that do not run
 /// meanwhile, with every column, their runs, events and listeners, and
@@ -33,11 +37,16 @@ SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
     SELECT format('delivery %s', d) FROM mtask.deliveries d
 ) s(x)";
 
-/// A cluster whose database `src` holds tasks in every state, runs, events
-/// with a delivery made and one pending, a listener, a recurring task that
-/// ticks, and a non-transactional task that is running.
-fn source() -> Cluster {
-    let c = Cluster::start("");
+const PRELOAD: &str = "shared_preload_libraries = 'mtask'";
+
+/// A cluster of the server in `bin`, with `conf`, whose database `src`
+/// holds tasks in every state, runs, events with a delivery made and one
+/// pending, a listener, a recurring task that ticks, and a
+/// non-transactional task that is running (there only: a copy of it, in
+/// another database or on another version, ends at once).
+fn source(bin: &Path, conf: &str) -> Cluster {
+    let c = Cluster::start_on(bin, conf, &[]);
+    let version = c.sql("SHOW server_version_num");
     c.sql("CREATE DATABASE src");
     c.sql("CREATE ROLE app LOGIN");
     c.sql_in(
@@ -65,10 +74,13 @@ fn source() -> Cluster {
     );
     c.sql_in(
         "src",
-        "SELECT mtask.schedule('tick', '2 seconds', $$INSERT INTO hits (what) VALUES ('tick')$$);
-         SELECT mtask.schedule_at('long', now(),
-             $$SELECT pg_sleep(CASE WHEN current_database() = 'src' THEN 3600 ELSE 0 END)$$,
-             transactional => false, retry_delay => '0.1 seconds')",
+        &format!(
+            "SELECT mtask.schedule('tick', '2 seconds', $$INSERT INTO hits (what) VALUES ('tick')$$);
+             SELECT mtask.schedule_at('long', now(),
+                 $$SELECT pg_sleep(CASE WHEN current_database() = 'src'
+                                        AND current_setting('server_version_num') = '{version}' THEN 3600 ELSE 0 END)$$,
+                 transactional => false, retry_delay => '0.1 seconds')"
+        ),
     );
     c.wait_for_in(
         "src",
@@ -80,12 +92,13 @@ fn source() -> Cluster {
 }
 
 /// Dumps `src` with `format` and restores it into `db` of `target`, which
-/// must exist. Returns the state `src` had, read in the dump's transaction.
+/// must exist, with the target's pg_dump, as a move to a newer version
+/// takes. Returns the state `src` had, read in the dump's transaction.
 fn dump_and_restore(source: &Cluster, target: &Cluster, db: &str, format: &str) -> String {
     let file = source.dir.join(format!("dump-{db}-{format}"));
     let path = file.display().to_string();
     let state = source.sql_in("src", STATE);
-    source.client("pg_dump", "src", &[&format!("-F{format}"), "-f", &path]);
+    target.client_of(source, "pg_dump", "src", &[&format!("-F{format}"), "-f", &path]);
     if format == "p" {
         target.client("psql", db, &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", &path]);
     } else {
@@ -145,7 +158,7 @@ fn assert_restored(c: &Cluster, db: &str, dumped: &str) {
 
 #[test]
 fn every_format_restores_into_a_new_database_of_the_same_cluster() {
-    let c = source();
+    let c = source(pg_bin(), PRELOAD);
     for format in ["p", "c", "d"] {
         let db = format!("copy_{format}");
         c.sql(&format!("CREATE DATABASE {db}"));
@@ -156,7 +169,7 @@ fn every_format_restores_into_a_new_database_of_the_same_cluster() {
 
 #[test]
 fn a_dump_restores_into_a_new_cluster() {
-    let source = source();
+    let source = source(pg_bin(), PRELOAD);
     let target = Cluster::start("");
     target.sql("CREATE ROLE app LOGIN");
     target.sql("CREATE DATABASE restored");
@@ -166,7 +179,7 @@ fn a_dump_restores_into_a_new_cluster() {
 
 #[test]
 fn selective_dumps_leave_out_what_they_say() {
-    let c = source();
+    let c = source(pg_bin(), PRELOAD);
     // The users' tables alone: no mtask comes along.
     c.sql("CREATE DATABASE only_hits");
     let path = c.dir.join("hits.sql").display().to_string();
@@ -186,5 +199,66 @@ fn selective_dumps_leave_out_what_they_say() {
     assert_eq!(
         c.sql_in("no_history", "SELECT count(*) FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name NOT IN ('tick', 'long')"),
         "0"
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL 15 and 18 with mtask: make test-versions"]
+fn a_dump_of_15_restores_into_18() {
+    let source = source(&pg_bin_of(15), PRELOAD);
+    let target = Cluster::start_on(&pg_bin_of(18), PRELOAD, &[]);
+    assert!(target.sql("SHOW server_version").starts_with("18"));
+    target.sql("CREATE ROLE app LOGIN");
+    target.sql("CREATE DATABASE restored");
+    let dumped = dump_and_restore(&source, &target, "restored", "c");
+    assert_restored(&target, "restored", &dumped);
+}
+
+/// pg_upgrade carries everything over as it was, and what came due while
+/// the servers were down runs afterwards: each one-shot task exactly once,
+/// one that the shutdown cut short included, and each slot of a recurring
+/// task once.
+#[test]
+#[ignore = "needs PostgreSQL 15 and 17 with mtask: make test-versions"]
+fn pg_upgrade_from_15_to_17_keeps_everything_and_runs_each_one_shot_task_once() {
+    // Two workers for `src`, two for `once`.
+    let conf = format!("{PRELOAD}\nmtask.max_workers = 4");
+    let old = source(&pg_bin_of(15), &conf);
+    old.sql("CREATE DATABASE once");
+    old.sql_in(
+        "once",
+        "CREATE EXTENSION mtask;
+         CREATE TABLE ran (name text);
+         SELECT count(mtask.schedule_at('once ' || i, now() + i * interval '50 ms',
+                                        format('INSERT INTO ran VALUES (%L)', 'once ' || i)))
+         FROM generate_series(1, 80) i;
+         SELECT mtask.schedule_at('cut short', now(), $$INSERT INTO ran VALUES ('cut short');
+             SELECT pg_sleep(CASE WHEN current_setting('server_version_num')::int < 170000 THEN 3600 ELSE 0 END)$$)",
+    );
+    // Some ran on 15; the rest come due while the servers are down.
+    old.wait_for_in("once", "SELECT count(*) FROM mtask.running WHERE name = 'cut short'", "1");
+    old.wait_for_in("once", "SELECT count(*) >= 10 FROM ran", "t");
+    let state = old.sql_in("src", STATE);
+    old.stop("fast");
+
+    let new = old.upgrade_to(&pg_bin_of(17), &conf);
+    assert!(new.sql("SHOW server_version").starts_with("17"));
+    assert_restored(&new, "src", &state);
+    // The listener finds its handler, whose OID is not what it was on 15.
+    new.sql_in("src", "SET ROLE app; SELECT mtask.emit('order', '{\"what\": \"after the upgrade\"}')");
+    new.wait_for_in("src", "SELECT count(*) FROM hits WHERE what = 'after the upgrade'", "1");
+    new.wait_for_in("once", "SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "81");
+    assert_eq!(new.sql_in("once", "SELECT count(*), count(DISTINCT name) FROM ran"), "81|81");
+    assert_eq!(
+        new.sql_in("once", "SELECT count(*), count(DISTINCT task_id) FROM mtask.runs WHERE status = 'succeeded'"),
+        "81|81"
+    );
+    assert_eq!(
+        new.sql_in(
+            "src",
+            "SELECT count(*) = count(DISTINCT r.scheduled_for)
+             FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'tick'"
+        ),
+        "t"
     );
 }

@@ -44,7 +44,7 @@ fn every_listener_gets_the_payload_and_a_failing_one_stops_no_other() {
             "SELECT d.status, d.attempts, string_agg(r.attempt || ' ' || r.status, ',' ORDER BY r.id)
              FROM mtask.deliveries d JOIN mtask.listeners l ON l.id = d.listener_id
              JOIN mtask.runs r ON r.task_id = d.task_id
-             WHERE d.event_id = {id} AND l.handler = 'on_broken(jsonb)'::regprocedure
+             WHERE d.event_id = {id} AND l.handler = 'public.on_broken(jsonb)'
              GROUP BY d.status, d.attempts"
         )),
         "failed|2|1 failed,2 failed"
@@ -123,10 +123,16 @@ fn events_and_listeners_follow_the_ownership_rules() {
     assert_eq!(c.sql("SET ROLE bob; SELECT mtask.unlisten('x', 'on_one(jsonb)')"), "f");
     assert_error(
         c.try_sql(
-            "SET ROLE bob; INSERT INTO mtask.listeners (event, handler, owner) VALUES ('x', 'on_one(jsonb)', 'alice')",
+            "SET ROLE bob; INSERT INTO mtask.listeners (event, handler, owner) VALUES ('x', 'public.on_one(jsonb)', 'alice')",
         ),
         "42501",
         &["row-level security"],
+    );
+    // A plain INSERT names the handler with its schema.
+    assert_error(
+        c.try_sql("INSERT INTO mtask.listeners (event, handler) VALUES ('x', 'on_one(jsonb)')"),
+        "42883",
+        &["handler on_one(jsonb) does not exist", "HINT:"],
     );
     // alice's event reaches it, and the handler runs as alice.
     c.sql("SET ROLE alice; SELECT mtask.emit('x', '{\"from\": \"alice\"}')");

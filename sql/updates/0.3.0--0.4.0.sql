@@ -71,3 +71,10 @@ FROM (SELECT task_id, count(*) FILTER (WHERE status = 'timeout') AS timeouts,
              max(started_at) FILTER (WHERE status IN ('failed', 'timeout', 'crashed')) AS last_failure
       FROM mtask.runs GROUP BY task_id) h
 WHERE h.task_id = t.id;
+
+-- A listener names its handler in text (see sql/tables.sql): pg_upgrade
+-- refuses a table with a regprocedure column.
+CREATE FUNCTION mtask._handler_name(handler regprocedure) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog AS 'SELECT $1::text';
+ALTER TABLE mtask.listeners ALTER COLUMN handler TYPE text USING mtask._handler_name(handler);
+DROP FUNCTION mtask._handler_name(regprocedure);

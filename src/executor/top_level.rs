@@ -8,6 +8,7 @@
 use super::context::Keeper;
 use super::timer::Timer;
 use super::{Outcome, session};
+use crate::compat;
 use crate::report::Failure;
 use pgrx::PgSqlErrorCode;
 use pgrx::pg_sys;
@@ -115,13 +116,7 @@ unsafe fn run_statement(
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         }
         let old = pg_sys::MemoryContextSwitchTo(cxt);
-        let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(
-            raw,
-            text.as_ptr(),
-            std::ptr::null_mut(),
-            0,
-            std::ptr::null_mut(),
-        );
+        let queries = compat::analyze_and_rewrite(raw, text.as_ptr());
         let plans = pg_sys::pg_plan_queries(
             queries,
             text.as_ptr(),
@@ -139,7 +134,7 @@ unsafe fn run_statement(
         pg_sys::PortalStart(portal, std::ptr::null_mut(), 0, std::ptr::null_mut());
         let receiver = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
         let mut completion: pg_sys::QueryCompletion = std::mem::zeroed();
-        pg_sys::PortalRun(portal, i64::MAX, true, true, receiver, receiver, &mut completion);
+        compat::portal_run(portal, receiver, &mut completion);
         if let Some(destroy) = (*receiver).rDestroy {
             destroy(receiver);
         }

@@ -62,7 +62,7 @@ pub fn slot_database(slot: usize) -> pg_sys::Oid {
 
 /// Puts the calling worker in `slot`, so that commits wake it.
 pub fn attach(slot: usize) {
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    let procno = crate::compat::my_procno();
     WORKERS.get()[slot].store(procno, Ordering::Release);
     super::board::take_slot(slot);
 }
@@ -131,7 +131,7 @@ pub fn wake_workers(database: pg_sys::Oid) {
 
 /// Registers the calling process as the launcher.
 pub fn attach_launcher() {
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    let procno = crate::compat::my_procno();
     LAUNCHER.get().store(procno, Ordering::Release);
 }
 

@@ -100,12 +100,20 @@ fn null_in(column: &str) -> SpiError {
 /// status = 'scheduled' hands this the first due task in order without a
 /// sort, and SKIP LOCKED lets other workers pass a task that is running.
 /// Due time first, so no task starves; priority only breaks ties.
+///
+/// Nothing is claimed while a restore is under way (see `version.rs`): the
+/// check is in this statement, in its snapshot, since the COPY of the tasks
+/// may commit between any two. The tasks' ids are set once all the tasks
+/// are there, and the runs' once all the runs are: until then a run would
+/// take an id the restore is about to write.
 fn claim_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
             "SELECT {SELECT_LIST} FROM mtask.tasks
-                          WHERE status = 'scheduled' AND next_run_at <= now() AND next_run_at <= $2 AND (transactional OR $1)
+             WHERE status = 'scheduled' AND next_run_at <= now() AND next_run_at <= $2 AND (transactional OR $1)
+               AND (SELECT is_called FROM mtask.tasks_id_seq)
+               AND ((SELECT is_called FROM mtask.runs_id_seq) OR NOT EXISTS (SELECT FROM mtask.runs))
              ORDER BY next_run_at, priority DESC, id
              LIMIT 1
              FOR UPDATE SKIP LOCKED"

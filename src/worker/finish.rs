@@ -62,7 +62,7 @@ pub fn now() -> TimestampWithTimeZone {
 /// The task's next state after its run for `slot`, and why it is paused if
 /// it is.
 fn settle(task: &Task, slot: DateTime<Utc>, verdict: &Verdict) -> (After, Option<String>) {
-    let jitter = unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
+    let jitter = crate::compat::random_fraction();
     let ended = Utc::now();
     let by_hand = task.manual.filter(|_| task.timing.schedule.is_some());
     let mut after = match (verdict, by_hand) {

@@ -21,6 +21,7 @@ mod targets;
 pub mod transaction;
 mod version;
 
+use crate::compat;
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -51,8 +52,8 @@ unsafe extern "C-unwind" {
 /// pg_cancel_backend and timeouts cancel the running task only.
 fn set_up_signals() {
     unsafe {
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die));
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(SignalHandlerForConfigReload));
+        compat::set_signal_handler(pg_sys::SIGTERM, Some(die));
+        compat::set_signal_handler(pg_sys::SIGHUP, Some(SignalHandlerForConfigReload));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
 }

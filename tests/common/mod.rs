@@ -1,17 +1,18 @@
-//! A throwaway PostgreSQL 15 cluster per test: its own data directory, socket
-//! directory and port, with mtask preloaded. Postgres refuses to run as root,
-//! so when the tests run as root the server runs as the `postgres` OS user.
+//! A throwaway PostgreSQL cluster per test: its own data directory, socket
+//! directory and port, with mtask preloaded. The server is the one whose
+//! `pg_config` `$PG_CONFIG` names (make sets it for `PG=N`), by default
+//! Debian's 15. Postgres refuses to run as root, so when the tests run as
+//! root the server runs as the `postgres` OS user.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -20,12 +21,32 @@ fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
-/// Runs a Postgres server program as a user it will run as.
-fn pg_command(program: &str) -> Command {
-    let path = format!("{PG_BIN}/{program}");
+/// The bin directory of the server the tests run against.
+pub fn pg_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| bindir(&std::env::var("PG_CONFIG").unwrap_or("/usr/lib/postgresql/15/bin/pg_config".into())))
+}
+
+/// The bin directory of PostgreSQL `major`, for the tests across versions:
+/// `make test-versions` names each version's pg_config in `PG<major>_CONFIG`.
+pub fn pg_bin_of(major: u32) -> PathBuf {
+    let var = format!("PG{major}_CONFIG");
+    let pg_config =
+        std::env::var(&var).unwrap_or_else(|_| panic!("{var} is not set: run this test with make test-versions"));
+    bindir(&pg_config)
+}
+
+fn bindir(pg_config: &str) -> PathBuf {
+    let out = check(pg_config, Command::new(pg_config).arg("--bindir").output().unwrap());
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Runs a Postgres server program of `bin` as a user it will run as.
+fn pg_command(bin: &Path, program: &str) -> Command {
+    let path = bin.join(program);
     if running_as_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &path]);
+        c.args(["-u", "postgres", "--"]).arg(path);
         c
     } else {
         Command::new(path)
@@ -48,25 +69,36 @@ fn hand_to_postgres(path: &Path) {
     }
 }
 
-/// One initdb per test binary; every cluster starts as a copy of it.
-fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
+/// One initdb per server and test binary; every cluster starts as a copy
+/// of its server's.
+fn template(bin: &Path) -> PathBuf {
+    static TEMPLATES: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+    let mut templates = TEMPLATES.lock().unwrap();
+    if let Some((_, data)) = templates.iter().find(|(b, _)| b == bin) {
+        return data.clone();
+    }
+    let run = std::env::temp_dir().join(format!("mtask-template-{}", std::process::id()));
+    if templates.is_empty() {
         remove_stale_templates();
-        let dir = std::env::temp_dir().join(format!("mtask-template-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        hand_to_postgres(&dir);
-        check(
-            "initdb",
-            pg_command("initdb")
-                .args(["-A", "trust", "-N", "--no-instructions", "-U", "postgres", "-D"])
-                .arg(dir.join("data"))
-                .output()
-                .unwrap(),
-        );
-        dir.join("data")
-    })
+        let _ = std::fs::remove_dir_all(&run);
+    }
+    let dir = run.join(templates.len().to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    hand_to_postgres(&dir);
+    initdb(bin, &dir.join("data"));
+    templates.push((bin.to_path_buf(), dir.join("data")));
+    dir.join("data")
+}
+
+fn initdb(bin: &Path, data: &Path) {
+    check(
+        "initdb",
+        pg_command(bin, "initdb")
+            .args(["-A", "trust", "-N", "--no-instructions", "-U", "postgres", "-D"])
+            .arg(data)
+            .output()
+            .unwrap(),
+    );
 }
 
 /// Templates of test runs that have ended; a run's own is left for its life.
@@ -89,6 +121,8 @@ fn free_port() -> u16 {
 pub struct Cluster {
     pub dir: PathBuf,
     pub port: u16,
+    /// The bin directory of its server.
+    pub bin: PathBuf,
 }
 
 /// A psql error: its SQLSTATE, and the whole text psql printed.
@@ -128,9 +162,39 @@ impl Cluster {
 
     /// As `start_with`, with `env` in the server's environment.
     pub fn start_with_env(conf: &str, env: &[(&str, &str)]) -> Cluster {
+        Self::start_on(pg_bin(), conf, env)
+    }
+
+    /// A running cluster of the server in `bin`, with exactly `conf` added
+    /// to its postgresql.conf and `env` in the server's environment.
+    pub fn start_on(bin: &Path, conf: &str, env: &[(&str, &str)]) -> Cluster {
         let dir = Self::new_dir();
-        check("copy template", Command::new("cp").arg("-a").arg(template()).arg(dir.join("data")).output().unwrap());
-        Self::configure_and_start(dir, conf, env)
+        check("copy template", Command::new("cp").arg("-a").arg(template(bin)).arg(dir.join("data")).output().unwrap());
+        Self::configure_and_start(dir, bin, conf, env)
+    }
+
+    /// Upgrades this cluster, which must be stopped, with pg_upgrade into a
+    /// new cluster of the server in `bin`, and starts that with `conf` added.
+    pub fn upgrade_to(&self, bin: &Path, conf: &str) -> Cluster {
+        let dir = Self::new_dir();
+        hand_to_postgres(&dir);
+        initdb(bin, &dir.join("data"));
+        let out = pg_command(bin, "pg_upgrade")
+            .current_dir(&dir)
+            .arg("-b")
+            .arg(&self.bin)
+            .arg("-B")
+            .arg(bin)
+            .arg("-d")
+            .arg(self.dir.join("data"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-p", &free_port().to_string(), "-P", &free_port().to_string(), "-s"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        check("pg_upgrade", out);
+        Self::configure_and_start(dir, bin, conf, &[])
     }
 
     /// A hot standby of `primary`, made with `pg_basebackup -R` and
@@ -140,14 +204,14 @@ impl Cluster {
         hand_to_postgres(&dir);
         check(
             "pg_basebackup",
-            pg_command("pg_basebackup")
+            pg_command(&primary.bin, "pg_basebackup")
                 .args(["-h", &primary.dir.display().to_string(), "-p", &primary.port.to_string()])
                 .args(["-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-D"])
                 .arg(dir.join("data"))
                 .output()
                 .unwrap(),
         );
-        Self::configure_and_start(dir, conf, &[])
+        Self::configure_and_start(dir, &primary.bin, conf, &[])
     }
 
     fn new_dir() -> PathBuf {
@@ -160,7 +224,7 @@ impl Cluster {
 
     /// Gives the cluster in `dir` its own port and socket directory (later
     /// lines of postgresql.conf win over a copied primary's) and starts it.
-    fn configure_and_start(dir: PathBuf, conf: &str, env: &[(&str, &str)]) -> Cluster {
+    fn configure_and_start(dir: PathBuf, bin: &Path, conf: &str, env: &[(&str, &str)]) -> Cluster {
         let port = free_port();
         let settings = format!(
             "\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
@@ -172,7 +236,7 @@ impl Cluster {
         text.push_str(&settings);
         std::fs::write(&conf_path, text).unwrap();
         hand_to_postgres(&dir);
-        let cluster = Cluster { dir, port };
+        let cluster = Cluster { dir, port, bin: bin.to_path_buf() };
         cluster.pg_ctl_with(&["start", "-w", "-t", "60"], env);
         cluster
     }
@@ -184,7 +248,7 @@ impl Cluster {
     fn pg_ctl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         check(
             &format!("pg_ctl {args:?}"),
-            pg_command("pg_ctl")
+            pg_command(&self.bin, "pg_ctl")
                 .envs(env.iter().copied())
                 .arg("-D")
                 .arg(self.dir.join("data"))
@@ -213,13 +277,24 @@ impl Cluster {
     /// database `db` as `postgres`, with `args` after the connection
     /// options; panics if it fails.
     pub fn client(&self, program: &str, db: &str, args: &[&str]) -> Output {
-        check(&format!("{program} {args:?}"), self.try_client(program, db, args))
+        self.client_of(self, program, db, args)
     }
 
     /// As `client`, whether it fails or not.
     pub fn try_client(&self, program: &str, db: &str, args: &[&str]) -> Output {
-        Command::new(format!("{PG_BIN}/{program}"))
-            .args(["-h", &self.dir.display().to_string(), "-p", &self.port.to_string(), "-U", "postgres"])
+        self.try_client_of(self, program, db, args)
+    }
+
+    /// As `client`, with this cluster's program on database `db` of
+    /// `server`, which may be of another version: a newer pg_dump dumps an
+    /// older server.
+    pub fn client_of(&self, server: &Cluster, program: &str, db: &str, args: &[&str]) -> Output {
+        check(&format!("{program} {args:?}"), self.try_client_of(server, program, db, args))
+    }
+
+    fn try_client_of(&self, server: &Cluster, program: &str, db: &str, args: &[&str]) -> Output {
+        Command::new(self.bin.join(program))
+            .args(["-h", &server.dir.display().to_string(), "-p", &server.port.to_string(), "-U", "postgres"])
             .args(["-d", db])
             .args(args)
             .output()
@@ -236,7 +311,7 @@ impl Cluster {
     }
 
     fn psql_in(&self, db: &str, sql: &str) -> Output {
-        Command::new(format!("{PG_BIN}/psql"))
+        Command::new(self.bin.join("psql"))
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"])
             .args(["-h", &self.dir.display().to_string(), "-p", &self.port.to_string()])
             .args(["-U", "postgres", "-d", db, "-c", sql])
@@ -335,8 +410,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ =
-            pg_command("pg_ctl").arg("-D").arg(self.dir.join("data")).args(["stop", "-m", "immediate", "-w"]).output();
+        let _ = pg_command(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["stop", "-m", "immediate", "-w"])
+            .output();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
