@@ -126,6 +126,46 @@ fn a_waiting_database_gets_the_next_free_worker_before_the_busy_ones_newer_tasks
     );
 }
 
+/// A database whose one worker is held by a long task, and whose other
+/// tasks wait behind it, while another database holds the rest of the
+/// places: `others` says what those workers do. Returns once `b`'s quick
+/// tasks have all run; before the places levelled out, they waited for the
+/// long task, an hour.
+fn held_database_gets_a_second_worker(max_workers: usize, others: &str) {
+    let c = Cluster::start(&format!("mtask.max_workers = {max_workers}\nmtask.worker_idle_timeout = '1h'"));
+    for db in ["a", "b"] {
+        c.sql(&format!("CREATE DATABASE {db}"));
+        c.sql_in(db, "CREATE EXTENSION mtask");
+    }
+    c.sql_in("a", others);
+    c.wait_for(&format!("{WORKERS} AND datname = 'a'"), &max_workers.to_string());
+    c.sql_in("b", "SELECT mtask.schedule_at('hold', now(), 'SELECT pg_sleep(3600)')");
+    c.wait_for_in("b", "SELECT count(*) FROM mtask.running WHERE name = 'hold'", "1");
+    c.sql_in("b", "SELECT mtask.schedule_at('quick ' || i, now(), 'SELECT 1') FROM generate_series(1, 5) i");
+    c.wait_for_in("b", "SELECT count(*) FROM mtask.tasks WHERE name LIKE 'quick%' AND status = 'done'", "5");
+    // The long task still holds its worker: a second one ran the others.
+    assert_eq!(c.sql_in("b", "SELECT count(*) FROM mtask.running WHERE name = 'hold'"), "1");
+}
+
+#[test]
+fn a_database_held_by_a_long_task_gets_a_place_of_an_idle_worker_elsewhere() {
+    // Three workers of `a` ran a task each and then idle (for an hour).
+    held_database_gets_a_second_worker(
+        3,
+        "SELECT mtask.schedule_at('t' || i, now(), 'SELECT pg_sleep(1)') FROM generate_series(1, 3) i",
+    );
+}
+
+#[test]
+fn a_database_held_by_a_long_task_gets_a_place_when_a_busy_one_holds_two_more() {
+    // Four workers of `a` with more work than they can do: twelve tasks of
+    // half a second every second. `b` gets one place, then a second.
+    held_database_gets_a_second_worker(
+        4,
+        "SELECT mtask.schedule('t' || i, '1 second', 'SELECT pg_sleep(0.5)') FROM generate_series(1, 12) i",
+    );
+}
+
 #[test]
 fn running_out_of_worker_processes_is_said_once_with_the_numbers_and_by_schedule() {
     // Of two processes, the logical replication launcher takes one and

@@ -56,6 +56,8 @@ pub struct Database {
     pub waiting_since: i64,
     /// A worker elsewhere has left to make room for it.
     pub promised: bool,
+    /// It began to wait with no worker there; else its workers were busy.
+    without_worker: bool,
     /// Its last worker could not start: max_worker_processes is used up.
     pub short_of_processes: bool,
     /// The drops its workers have looked at.
@@ -76,10 +78,17 @@ impl Database {
         }
     }
 
-    /// Whether it waits for a place that a worker of `mine` could give up.
-    /// Not when it waits for a process: a place given up would go unused.
-    fn owed_a_turn(&self, mine: pg_sys::Oid) -> bool {
-        self.oid != 0 && self.oid != mine.to_u32() && self.waiting_since != 0 && !self.short_of_processes
+    /// Whether it waits for a place that a worker of `mine` could give up:
+    /// it had no worker when it began to wait (until its first run starts),
+    /// or that worker found nothing to do (`idle`), or `mine` holds two
+    /// places more than it, so that places level out between busy
+    /// databases and do not pass back and forth. Not when it waits for a
+    /// process: a place given up would go unused.
+    fn owed_a_turn(&self, mine: pg_sys::Oid, idle: bool) -> bool {
+        if self.oid == 0 || self.oid == mine.to_u32() || self.waiting_since == 0 || self.short_of_processes {
+            return false;
+        }
+        self.without_worker || idle || super::pool::workers_in(mine.to_u32()) > super::pool::workers_in(self.oid) + 1
     }
 
     /// Where it stands in the queue for a worker: a database not yet looked
@@ -243,16 +252,18 @@ pub fn vacuum_due(oid: pg_sys::Oid, every: u64) -> bool {
     due
 }
 
-/// Says that `oid` waits for a worker as of `now`; a database that keeps
-/// waiting keeps the time it began, until `done_waiting`. Workers wake when
-/// it begins, so that an idle one gives up its place at once.
-pub fn wait_for_worker(oid: pg_sys::Oid, now: i64) {
+/// Says that `oid` waits for a worker as of `now`, having none there
+/// (`without_worker`) or only busy ones; a database that keeps waiting
+/// keeps the time it began, until `done_waiting`. Workers wake when it
+/// begins, so that an idle one gives up its place at once.
+pub fn wait_for_worker(oid: pg_sys::Oid, now: i64, without_worker: bool) {
     let mut began = false;
     update(oid, |d| {
         began = d.waiting_since == 0;
         if began {
             d.waiting_since = now;
         }
+        d.without_worker |= without_worker;
     });
     if began {
         super::pool::wake_all_workers();
@@ -260,7 +271,8 @@ pub fn wait_for_worker(oid: pg_sys::Oid, now: i64) {
 }
 
 /// `oid` no longer waits for a worker: one has come and started its first
-/// run there (or found none to start), or it has nothing due any more.
+/// run there (or found none to start), one of its workers is idle, or it
+/// has nothing due any more.
 /// Workers that held back for it go on.
 pub fn done_waiting(oid: pg_sys::Oid) {
     let mut waited = false;
@@ -268,6 +280,7 @@ pub fn done_waiting(oid: pg_sys::Oid) {
         waited = d.waiting_since != 0;
         d.waiting_since = 0;
         d.promised = false;
+        d.without_worker = false;
     });
     if waited {
         super::pool::wake_all_workers();
@@ -281,20 +294,22 @@ pub fn set_short_of_processes(oid: pg_sys::Oid, short: bool) {
 }
 
 /// The earliest due time among the databases other than `mine` that wait
-/// for a worker: a worker claims nothing due later than that, so that no
-/// database's newer tasks start before another's older ones.
+/// for a worker and are owed one by `mine`'s busy workers: a worker claims
+/// nothing due later than that, so that no database's newer tasks start
+/// before another's older ones.
 pub fn horizon(mine: pg_sys::Oid) -> Option<i64> {
     let table = TABLE.share();
-    table.databases.iter().filter(|d| d.owed_a_turn(mine)).map(Database::queued_at).min()
+    table.databases.iter().filter(|d| d.owed_a_turn(mine, false)).map(Database::queued_at).min()
 }
 
 /// Takes the turn of the database other than `mine` that has waited for a
-/// worker the longest and has no place promised yet, promising it the
-/// caller's: the caller then leaves. False if no database is owed one.
-pub fn take_turn(mine: pg_sys::Oid) -> bool {
+/// worker the longest, is owed a place by a worker of `mine` that is `idle`
+/// or not, and has no place promised yet, promising it the caller's: the
+/// caller then leaves. False if no database is owed one.
+pub fn take_turn(mine: pg_sys::Oid, idle: bool) -> bool {
     let mut table = TABLE.exclusive();
     let waiting =
-        table.databases.iter_mut().filter(|d| d.owed_a_turn(mine) && !d.promised).min_by_key(|d| d.queued_at());
+        table.databases.iter_mut().filter(|d| d.owed_a_turn(mine, idle) && !d.promised).min_by_key(|d| d.queued_at());
     match waiting {
         Some(d) => {
             d.promised = true;

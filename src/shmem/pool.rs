@@ -111,6 +111,11 @@ pub fn has_idle_worker(database: pg_sys::Oid) -> bool {
         .any(|slot| slot_database(slot) == database && SLOT_STATE.get()[slot].load(Ordering::Acquire) == IDLE)
 }
 
+/// How many slots `database` holds, its workers starting included.
+pub fn workers_in(database: u32) -> usize {
+    SLOT_DATABASES.get().iter().filter(|d| d.load(Ordering::Acquire) == database).count()
+}
+
 /// Whether `slot` is the first slot of its database: that worker alone
 /// purges the history, so that one purger works in each database.
 pub fn leads(slot: usize) -> bool {

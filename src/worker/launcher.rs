@@ -169,6 +169,8 @@ impl Launcher {
         // Databases that want a worker and have none, and databases whose
         // workers are all busy while a task there waits.
         let (mut first, mut more) = (Vec::new(), Vec::new());
+        // Those that waited and do neither any more.
+        let mut settled = Vec::new();
         for d in databases::all().into_iter().filter(|d| self.present.contains_key(&d.oid)) {
             let oid = pg_sys::Oid::from(d.oid);
             let held_back = self.not_before.get(&d.oid).filter(|t| **t > Instant::now());
@@ -191,36 +193,44 @@ impl Launcher {
                     ..=0 => more.push(d),
                     lag => sleep = sleep.min(Duration::from_micros(lag as u64)),
                 }
+            } else if d.known == Known::Installed && d.waiting_since != 0 {
+                settled.push(oid);
             }
         }
+        settled.into_iter().for_each(databases::done_waiting);
         // Promised a place first, then by how long each has waited.
         first.sort_by_key(|d| (!d.promised, d.queued_at()));
-        more.sort_by_key(|d| d.next_due);
+        more.sort_by_key(|d| (!d.promised, d.next_due));
         let mut free = guc::max_workers().saturating_sub(self.slots.iter().filter(|s| s.worker.is_some()).count());
         // The database a start failed for, for want of processes.
         let mut short = None;
         for d in &first {
             let oid = pg_sys::Oid::from(d.oid);
             if free == 0 || short.is_some() {
-                databases::wait_for_worker(oid, now);
+                databases::wait_for_worker(oid, now, true);
                 continue;
             }
             // It waits on until its worker's first run has started.
             match self.start(oid) {
                 Ok(()) => free -= 1,
                 Err(()) => {
-                    databases::wait_for_worker(oid, now);
+                    databases::wait_for_worker(oid, now, true);
                     short = Some(oid);
                 }
             }
             databases::set_short_of_processes(oid, short.is_some());
         }
-        // Only when no database waits: a worker more for a busy one.
-        for d in more.iter().take(if short.is_some() { 0 } else { free }) {
+        // Only when no database waits: a worker more for a busy one. Those
+        // left without one wait, and workers elsewhere that can spare a
+        // place give it up (`databases::take_turn`).
+        for d in &more {
             let oid = pg_sys::Oid::from(d.oid);
-            if self.start(oid).is_err() {
+            if free == 0 || short.is_some() {
+                databases::wait_for_worker(oid, now, false);
+            } else if self.start(oid).is_ok() {
+                free -= 1;
+            } else {
                 short = Some(oid);
-                break;
             }
         }
         if let Some(oid) = short {

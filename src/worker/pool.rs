@@ -86,9 +86,10 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
             // The launcher starts a fresh worker when one is needed.
             break;
         }
+        let idle = matches!(stepped.found, Found::Nothing { .. }) && stepped.runs == 0;
         // Another database waits for a worker: the first worker to end a
-        // step gives it its place.
-        if horizon.is_some() && databases::take_turn(database) {
+        // step that owes it one gives it its place.
+        if (horizon.is_some() || idle) && databases::take_turn(database, idle) {
             break;
         }
         let mut sleep = stepped.sleep;
