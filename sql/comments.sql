@@ -4,7 +4,9 @@ COMMENT ON TABLE mtask.tasks IS 'One row per task; the scheduler runs rows whose
 COMMENT ON TABLE mtask.runs IS 'One row per execution, written in the same transaction as the command''s effects.';
 COMMENT ON COLUMN mtask.tasks.overlap IS 'A slot that comes while the task still runs: skip it, or queue one run right after.';
 COMMENT ON COLUMN mtask.tasks.priority IS 'Among tasks due at the same instant, higher runs first.';
-COMMENT ON COLUMN mtask.tasks.transactional IS 'false: each statement runs top-level in its own transaction (VACUUM, CREATE INDEX CONCURRENTLY, CALL with COMMIT); at-least-once.';
+COMMENT ON COLUMN mtask.tasks.transactional IS 'true: in a transaction, exactly once; false: each statement top-level in its own transaction, at least once; NULL: as the command needs (VACUUM, CREATE INDEX CONCURRENTLY, a CALL that commits run top-level).';
+COMMENT ON COLUMN mtask.tasks.top_level IS 'Whether it runs top-level, statement by statement: from transactional, else the command, else learned from a run.';
+COMMENT ON COLUMN mtask.runs.top_level IS 'Whether it ran top-level, statement by statement (at least once), rather than in the transaction that recorded it.';
 COMMENT ON COLUMN mtask.tasks.timeout IS 'A run past this is cancelled (status timeout); NULL: mtask.default_timeout; 0: none.';
 COMMENT ON COLUMN mtask.tasks.max_attempts IS 'Runs per slot, retries included; 1: no retry.';
 COMMENT ON COLUMN mtask.tasks.retry_delay IS 'Delay before the first retry; it doubles per retry, with jitter, up to retry_max_delay.';
@@ -14,7 +16,7 @@ COMMENT ON COLUMN mtask.tasks.retry_slot IS 'The slot the next run retries; NULL
 COMMENT ON COLUMN mtask.tasks.end_at IS 'No run starts after this instant; NULL: no end.';
 COMMENT ON COLUMN mtask.tasks.max_runs IS 'The task is done after this many runs; NULL: no limit.';
 COMMENT ON COLUMN mtask.tasks.missed IS 'After downtime or a pause: once (one catch-up run), skip, or all (up to mtask.max_catchup).';
-COMMENT ON COLUMN mtask.runs.pid IS 'For a non-transactional run: the worker running it, which pg_stat_activity shows while it runs.';
+COMMENT ON COLUMN mtask.runs.pid IS 'The worker that ran it (or handed it to a runner); for a non-transactional run, pg_stat_activity shows it while it runs.';
 COMMENT ON COLUMN mtask.runs.scheduled_for IS 'The slot this run was for; for a skipped run, the first slot passed over.';
 COMMENT ON COLUMN mtask.tasks.owner IS 'The role the task runs as; only its members (and superusers) see or change the task.';
 COMMENT ON COLUMN mtask.tasks.command_type IS 'sql: SQL run as the owner; program: an executable and its arguments, run without a shell; notify: pg_notify(command, payload).';

@@ -42,6 +42,22 @@ CREATE OR REPLACE FUNCTION mtask._restoring() RETURNS boolean
 STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'restoring_wrapper';
 
+-- Whether a statement of a command cannot run in a transaction block.
+CREATE OR REPLACE FUNCTION mtask._needs_top_level(command text) RETURNS boolean
+STRICT IMMUTABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'needs_top_level_wrapper';
+
+-- What psql would print after a command whose last statement processed
+-- "rows" rows, e.g. 'INSERT 0 1'.
+CREATE OR REPLACE FUNCTION mtask._command_tag(command text, rows bigint) RETURNS text
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'command_tag_wrapper';
+
+-- The mtask schedule of a schedule as pg_cron reads it, or pg_cron's ERROR.
+CREATE OR REPLACE FUNCTION mtask._pg_cron_schedule(schedule text) RETURNS text
+STRICT IMMUTABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'pg_cron_schedule_wrapper';
+
 -- Warns when tasks scheduled in this session would not run.
 CREATE OR REPLACE FUNCTION mtask._check_scheduler() RETURNS void
 STRICT VOLATILE

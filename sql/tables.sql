@@ -65,7 +65,7 @@ CREATE TABLE mtask.tasks (
     retry_slot               timestamptz,
     consecutive_failures     int NOT NULL DEFAULT 0,
     pause_reason             text,
-    transactional            boolean NOT NULL DEFAULT true,
+    transactional            boolean,
     overlap                  text NOT NULL DEFAULT 'skip',
     priority                 int NOT NULL DEFAULT 0,
     -- 0.3.0: events' deliveries, payloads and bounded history.
@@ -88,8 +88,14 @@ CREATE TABLE mtask.tasks (
     manual_next_run_at timestamptz,
     -- Where the command runs, when not here (pg_cron's schedule_in_database).
     database           text,
+    -- Whether it runs top-level, statement by statement: transactional's
+    -- opposite, else what the command needs (sql/triggers.sql), else what a
+    -- run found (a CALL of a procedure that commits).
+    top_level          boolean NOT NULL DEFAULT false,
     CONSTRAINT tasks_schedule_matches_kind CHECK ((kind = 'recurring') = (schedule IS NOT NULL)),
-    CONSTRAINT tasks_scheduled_has_next_run CHECK (status <> 'scheduled' OR next_run_at IS NOT NULL)
+    -- A task that runs at server start (@reboot) waits for it with no time.
+    CONSTRAINT tasks_scheduled_has_next_run CHECK (status <> 'scheduled' OR next_run_at IS NOT NULL
+                                                   OR schedule = '@reboot')
 ) WITH (fillfactor = 80);
 
 -- A task's name is unique per owner. An event's deliveries are named after
@@ -128,7 +134,8 @@ CREATE TABLE mtask.runs (
     hint          text,
     context       text,
     command       text,
-    owner         regrole
+    owner         regrole,
+    top_level     boolean
 );
 
 CREATE INDEX runs_task_id_idx ON mtask.runs (task_id, id);

@@ -63,7 +63,6 @@ BEGIN
                     WHEN NEW.max_attempts IS NULL THEN 'max_attempts'
                     WHEN NEW.retry_delay IS NULL THEN 'retry_delay'
                     WHEN NEW.retry_max_delay IS NULL THEN 'retry_max_delay'
-                    WHEN NEW.transactional IS NULL THEN 'transactional'
                     WHEN NEW.overlap IS NULL THEN 'overlap'
                     WHEN NEW.priority IS NULL THEN 'priority' END;
     IF missing IS NOT NULL THEN
@@ -144,6 +143,15 @@ BEGIN
         -- What a program does cannot be rolled back: it runs outside a
         -- transaction, at least once, as a non-transactional task does.
         NEW.transactional := false;
+    END IF;
+    -- How it runs: as transactional says, else in a transaction unless a
+    -- statement of it cannot run in one (VACUUM, CREATE INDEX CONCURRENTLY,
+    -- ...), which the parse tree tells.
+    IF TG_OP = 'INSERT' OR NEW.command IS DISTINCT FROM OLD.command
+       OR NEW.command_type IS DISTINCT FROM OLD.command_type OR NEW.transactional IS DISTINCT FROM OLD.transactional THEN
+        NEW.top_level := CASE WHEN NEW.transactional IS NOT NULL THEN NOT NEW.transactional
+                              WHEN NEW.command_type = 'sql' THEN mtask._needs_top_level(NEW.command)
+                              ELSE false END;
     END IF;
     -- Where it runs: this database (NULL), or another one the owner may
     -- connect to, as a session of its own would.
@@ -354,7 +362,7 @@ $$;
 CREATE OR REPLACE TRIGGER tasks_3_next_run
     BEFORE UPDATE OF next_run_at ON mtask.tasks
     FOR EACH ROW WHEN (NEW.next_run_at IN ('infinity', '-infinity')
-                       OR (NEW.next_run_at IS NULL AND NEW.status = 'scheduled'))
+                       OR (NEW.next_run_at IS NULL AND NEW.status = 'scheduled' AND NEW.schedule IS DISTINCT FROM '@reboot'))
     EXECUTE FUNCTION mtask.tasks_next_run();
 
 -- A task that may now be due sooner wakes the workers when this commits.

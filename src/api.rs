@@ -79,6 +79,27 @@ fn check_sql(command: &str) -> i32 {
     statements as i32
 }
 
+/// Whether a statement of `command` cannot run in a transaction block, so
+/// that a task of it runs top-level unless it says otherwise.
+#[pg_extern(sql = false)]
+fn needs_top_level(command: &str) -> bool {
+    crate::executor::statements::need_top_level(command)
+}
+
+/// The command tag psql would print for `command`: its last statement's,
+/// with the rows it processed where psql shows them.
+#[pg_extern(sql = false)]
+fn command_tag(command: Option<&str>, rows: Option<i64>) -> Option<String> {
+    crate::executor::statements::completion_tag(command?, rows.unwrap_or(0))
+}
+
+/// The mtask schedule that a pg_cron schedule text means, or pg_cron's ERROR.
+#[pg_extern(sql = false)]
+fn pg_cron_schedule(schedule: &str) -> String {
+    mtask_core::schedule::pg_cron::to_mtask(schedule)
+        .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message(), e.hint()))
+}
+
 /// Whether the rows being written are a restore: a COPY into mtask's tables
 /// by a superuser, which is what pg_dump's data sections are, whether psql
 /// or pg_restore plays them. The triggers then take the rows as they were

@@ -131,7 +131,7 @@ impl Timing {
         if succeeded {
             return moving_on;
         }
-        if self.retry.pauses_after(failures) && next.is_some() {
+        if self.retry.pauses_after(failures) && status == Status::Scheduled {
             return After { status: Status::Paused, ..moving_on };
         }
         let runs_left = self.max_runs.is_none_or(|max| self.runs + 1 < max);
@@ -221,10 +221,14 @@ impl Timing {
     }
 
     /// `next` within the task's window and run limit, or the end of the task.
+    /// A task that runs at each server start waits for the next one, with
+    /// no time to run at.
     fn settle(&self, next: Option<DateTime<Utc>>, runs: i64) -> (Status, Option<DateTime<Utc>>) {
         let within = |t: &DateTime<Utc>| self.end_at.is_none_or(|end| *t <= end);
+        let runs_left = self.max_runs.is_none_or(|max| runs < max);
         match next.filter(within) {
-            Some(t) if self.max_runs.is_none_or(|max| runs < max) => (Status::Scheduled, Some(t)),
+            Some(t) if runs_left => (Status::Scheduled, Some(t)),
+            None if runs_left && self.schedule.as_ref().is_some_and(Schedule::is_at_start) => (Status::Scheduled, None),
             _ => (Status::Done, None),
         }
     }
@@ -273,6 +277,29 @@ mod tests {
 
     fn one_shot(missed: Missed) -> Timing {
         Timing { schedule: None, ..every_ten(missed) }
+    }
+
+    #[test]
+    fn a_task_run_at_server_start_waits_for_the_next_start() {
+        let t = Timing { schedule: Some(Schedule::AtStart), ..every_ten(Missed::Skip) };
+        // Made due at start, however late it then runs.
+        assert_eq!(
+            t.before_run(at(10), at(100), CATCHUP),
+            Decision::Pass {
+                skipped: Skipped { from: at(10), until: at(100), past_end: false },
+                status: Status::Scheduled,
+                next: None
+            }
+        );
+        assert_eq!(t.before_run(at(10), at(11), CATCHUP), Decision::Run { slot: at(10), skipped: None });
+        for ok in [true, false] {
+            assert_eq!(after(&t, at(10), at(12), ok), ("scheduled", None));
+        }
+        // A limit still ends it; a failure streak pauses it.
+        assert_eq!(after(&Timing { max_runs: Some(1), ..t.clone() }, at(10), at(12), true), ("done", None));
+        let streak =
+            Timing { failures: 2, retry: RetryPolicy { max_consecutive_failures: Some(3), ..t.retry }, ..t.clone() };
+        assert_eq!(after(&streak, at(10), at(12), false), ("paused", None));
     }
 
     #[test]

@@ -49,14 +49,24 @@ ALTER TABLE mtask.tasks
     ADD COLUMN total_duration  interval NOT NULL DEFAULT '0',
     ADD COLUMN manual_from        text,
         ADD COLUMN manual_next_run_at timestamptz,
-    ADD COLUMN database           text;
+    ADD COLUMN database           text,
+    ADD COLUMN top_level          boolean NOT NULL DEFAULT false;
+-- A task that runs at server start (@reboot) waits for it with no time.
+ALTER TABLE mtask.tasks DROP CONSTRAINT tasks_scheduled_has_next_run,
+    ADD CONSTRAINT tasks_scheduled_has_next_run CHECK (status <> 'scheduled' OR next_run_at IS NOT NULL
+                                                       OR schedule = '@reboot');
+-- transactional NULL: as the command needs (sql/triggers.sql). Tasks of
+-- 0.3.0 keep what they said.
+ALTER TABLE mtask.tasks ALTER COLUMN transactional DROP NOT NULL, ALTER COLUMN transactional DROP DEFAULT;
+UPDATE mtask.tasks SET top_level = NOT transactional OR command_type = 'program';
 ALTER TABLE mtask.runs
     ADD COLUMN trigger text,
     ADD COLUMN detail  text,
     ADD COLUMN hint    text,
     ADD COLUMN context text,
     ADD COLUMN command text,
-    ADD COLUMN owner   regrole;
+    ADD COLUMN owner   regrole,
+    ADD COLUMN top_level boolean;
 -- The counters from what 0.3.0 kept: successes exactly; timeouts, crashes
 -- and the last success and failure as far as the history still holds them.
 UPDATE mtask.tasks SET success_count = run_count - failure_count;

@@ -14,6 +14,7 @@ pub mod elsewhere;
 pub mod in_procedure;
 pub mod program;
 pub mod session;
+pub mod statements;
 pub mod subxact;
 mod timer;
 pub mod top_level;

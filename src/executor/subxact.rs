@@ -54,10 +54,11 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
         pg_sys::CurrentResourceOwner = caller_resowner;
 
         let mut outcome = timer.outcome_of(result.map_err(|f| Failure { context, ..f }));
-        if let Some(f) =
-            outcome.failure.as_mut().filter(|f| f.code == Some(PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION))
-        {
-            // VACUUM and the like refuse a transaction block: say where they run.
+        let needs_top_level =
+            [PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION, PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION];
+        if let Some(f) = outcome.failure.as_mut().filter(|f| f.code.is_some_and(|c| needs_top_level.contains(&c))) {
+            // VACUUM and the like refuse a transaction block, and a procedure
+            // cannot commit inside one: say where they run.
             f.message.push_str(" (run it in a task with transactional => false)");
         }
         outcome

@@ -65,6 +65,8 @@ pub struct Database {
     /// It holds another version of mtask than the server runs, and a
     /// worker has said so.
     mismatch_told: bool,
+    /// Its tasks that run at server start have been made due, this start.
+    booted: bool,
 }
 
 impl Database {
@@ -317,6 +319,17 @@ pub fn take_turn(mine: pg_sys::Oid, idle: bool) -> bool {
         }
         None => false,
     }
+}
+
+/// Whether the tasks of `oid` that run at server start are yet to be made
+/// due, this start.
+pub fn boot_pending(oid: pg_sys::Oid) -> bool {
+    get(oid).is_some_and(|d| !d.booted)
+}
+
+/// Says that they have been.
+pub fn booted(oid: pg_sys::Oid) {
+    update(oid, |d| d.booted = true);
 }
 
 /// A database was dropped or renamed: tasks elsewhere may name it. Each

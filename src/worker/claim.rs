@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use mtask_core::lifecycle::{Missed, Overlap, Timing};
 use mtask_core::retention::LogRuns;
 use mtask_core::retry::RetryPolicy;
+use mtask_core::schedule::Schedule;
 use mtask_core::states::{CommandType, Kind, Status};
 use pgrx::PgSqlErrorCode;
 use pgrx::datum::{DatumWithOid, Interval};
@@ -76,7 +77,8 @@ task_row! {
     attempt: req i32 = "attempt",
     retry_slot: opt TimestampWithTimeZone = "retry_slot",
     consecutive_failures: req i32 = "consecutive_failures",
-    transactional: req bool = "transactional",
+    transactional: opt bool = "transactional",
+    top_level: req bool = "top_level",
     overlap: req String = "overlap",
     command_type: req String = "command_type",
     log_runs: opt String = "log_runs",
@@ -111,7 +113,7 @@ fn claim_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "SELECT {SELECT_LIST} FROM mtask.tasks
-             WHERE status = 'scheduled' AND next_run_at <= now() AND next_run_at <= $2 AND (transactional OR $1)
+             WHERE status = 'scheduled' AND next_run_at <= now() AND next_run_at <= $2 AND (NOT top_level OR $1)
                AND (SELECT is_called FROM mtask.tasks_id_seq)
                AND ((SELECT is_called FROM mtask.runs_id_seq) OR NOT EXISTS (SELECT FROM mtask.runs))
              ORDER BY next_run_at, priority DESC, id
@@ -185,8 +187,14 @@ pub struct Task {
     pub command_type: CommandType,
     /// What a notify task sends and a program task reads on stdin.
     pub payload: Option<String>,
-    /// Runs outside a transaction, each statement committed on its own.
+    /// Runs outside the transaction that records it: top-level, a program,
+    /// or in another database.
     pub outside: bool,
+    /// Runs statement by statement, each committed on its own.
+    pub top_level: bool,
+    /// Runs as its command needs (transactional is NULL), which a run may
+    /// teach: a CALL of a procedure that commits runs top-level.
+    pub learns: bool,
     pub due: DateTime<Utc>,
     /// The task's own log_runs, else the setting's.
     pub log_runs: LogRuns,
@@ -269,7 +277,9 @@ impl Task {
         };
         let due = match row.next_run_at {
             Some(t) => instant("next_run_at", t)?,
-            None if status == Status::Scheduled => return Err("it is scheduled but has no next_run_at".into()),
+            None if status == Status::Scheduled && !timing.schedule.as_ref().is_some_and(Schedule::is_at_start) => {
+                return Err("it is scheduled but has no next_run_at".into());
+            }
             None => timing.anchor,
         };
         Ok(Task {
@@ -283,7 +293,9 @@ impl Task {
             payload: row.payload.clone(),
             // A program's effects cannot be rolled back, whatever the row
             // says, nor can another database's together with the record.
-            outside: !row.transactional || command_type == CommandType::Program || row.database.is_some(),
+            outside: row.top_level || command_type == CommandType::Program || row.database.is_some(),
+            top_level: row.top_level,
+            learns: row.transactional.is_none() && command_type == CommandType::Sql && row.database.is_none(),
             due,
             log_runs,
             timeout_ms: row
@@ -296,7 +308,7 @@ impl Task {
             elsewhere: row.database.as_ref().map(|name| Target {
                 name: name.clone(),
                 oid: database_oid(name),
-                transactional: row.transactional,
+                transactional: !row.top_level,
             }),
         })
     }

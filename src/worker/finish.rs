@@ -109,6 +109,7 @@ pub fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, verdi
         trigger: trigger(&run.task, run.slot, run.started),
         command: run.task.command.clone(),
         owner: run.task.owner,
+        top_level: run.task.top_level,
         xmin: run.task.xmin,
         run_id: run.run_id,
         slot: run.slot,

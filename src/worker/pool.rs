@@ -13,9 +13,9 @@
 use super::maintenance::Vacuum;
 use super::retention::Purger;
 use super::step::{Found, Stepper};
-use super::targets;
 use super::transaction;
 use super::version::SchemaCheck;
+use super::{boot, targets};
 use crate::shmem::databases::{self, Known};
 use crate::{executor, guc, process, shmem};
 use pgrx::bgworkers::BackgroundWorker;
@@ -68,6 +68,13 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     {
         super::reload_config_if_requested();
         let leads = shmem::leads(slot);
+        if databases::boot_pending(database) {
+            match transaction::run(|| schema.ready().then(boot::make_due)) {
+                Ok(Some(())) => databases::booted(database),
+                Ok(None) => {}
+                Err(why) => warning!("mtask: could not make the tasks that run at server start due: {why}"),
+            }
+        }
         if databases::drops_unseen(database) {
             let paused = transaction::run(|| schema.ready().then(targets::pause_where_gone));
             if let Err(why) = paused {

@@ -36,6 +36,8 @@ pub struct RunRecord {
     /// What it ran, and as whom, as they were when it ran.
     pub command: String,
     pub owner: pg_sys::Oid,
+    /// It ran statement by statement, each committed on its own.
+    pub top_level: bool,
     /// Whether the task's log_runs keeps a run that ended so; if not, no run
     /// row is made, and a 'running' one is deleted.
     pub logged: bool,
@@ -83,6 +85,7 @@ record_columns! {
     trigger "text[]" TEXTARRAYOID => |r| r.trigger.as_sql(),
     command "text[]" TEXTARRAYOID => |r| r.command.clone(),
     owner "oid[]" OIDARRAYOID => |r| r.owner,
+    top_level "boolean[]" BOOLARRAYOID => |r| r.top_level,
     duration "interval[]" INTERVALARRAYOID => |r| r.duration(),
     rows "bigint[]" INT8ARRAYOID => |r| r.outcome.rows,
     exit_code "int[]" INT4ARRAYOID => |r| r.outcome.program.as_ref().and_then(|p| p.exit_code),
@@ -135,10 +138,10 @@ fn record_sql(running: bool) -> &'static str {
                  new_run AS (
                      INSERT INTO mtask.runs (task_id, scheduled_for, attempt, started_at, finished_at, status,
                                              sqlstate, message, rows, exit_code, stdout, stderr, trigger, detail,
-                                             hint, context, command, owner)
+                                             hint, context, command, owner, top_level, pid)
                      SELECT r.task_id, r.scheduled_for, r.attempt, r.started_at, r.finished_at, r.status,
                             r.sqlstate, r.message, r.rows, r.exit_code, r.stdout, r.stderr, r.trigger, r.detail,
-                            r.hint, r.context, r.command, r.owner::regrole
+                            r.hint, r.context, r.command, r.owner::regrole, r.top_level, pg_catalog.pg_backend_pid()
                      FROM r JOIN mtask.tasks t ON t.id = r.task_id
                      WHERE r.logged)
                  {task}"
@@ -149,7 +152,8 @@ fn record_sql(running: bool) -> &'static str {
                      UPDATE mtask.runs u SET finished_at = r.finished_at, status = r.status, sqlstate = r.sqlstate,
                             message = r.message, rows = r.rows, exit_code = r.exit_code, stdout = r.stdout,
                             stderr = r.stderr, trigger = r.trigger, detail = r.detail, hint = r.hint,
-                            context = r.context, command = r.command, owner = r.owner::regrole
+                            context = r.context, command = r.command, owner = r.owner::regrole,
+                            top_level = r.top_level
                      FROM r WHERE u.id = r.run_id AND r.logged),
                  unlogged_run AS (
                      DELETE FROM mtask.runs d USING r WHERE d.id = r.run_id AND NOT r.logged)
@@ -265,6 +269,13 @@ pub fn record_skipped(client: &mut SpiClient<'_>, task_id: i64, skipped: &Skippe
         None,
         &args,
     )?;
+    Ok(())
+}
+
+/// Makes task `id` run top-level from now on: its command turned out to
+/// commit, which it cannot do inside the transaction that records it.
+pub fn learn_top_level(client: &mut SpiClient<'_>, id: i64) -> SpiResult<()> {
+    client.update("UPDATE mtask.tasks SET top_level = true WHERE id = $1", None, &[id.into()])?;
     Ok(())
 }
 

@@ -19,12 +19,13 @@ use super::finish::{
 use super::record;
 use super::transaction;
 use super::version::SchemaCheck;
-use crate::executor::{self, Outcome, session};
+use crate::executor::{self, Outcome, session, statements};
 use crate::shmem::databases;
 use crate::{guc, pg_schedule, shmem};
 use chrono::Utc;
 use mtask_core::lifecycle::Decision;
 use mtask_core::states::RunStatus;
+use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::{Cell, RefCell};
@@ -89,6 +90,9 @@ enum Taken {
     /// The claimed task is another role's, and this session holds state it
     /// must not see: the task is left as it was.
     Yield,
+    /// The task turned out to need to run top-level; it is left due, to be
+    /// claimed again as such.
+    Learned,
 }
 
 impl Stepper {
@@ -118,6 +122,7 @@ impl Stepper {
                         }
                         Taken::RunOutside => return Next::RunOutside,
                         Taken::Yield => return Next::Retire,
+                        Taken::Learned => return Next::Sleep(Duration::ZERO),
                         Taken::Done => done += 1,
                     }
                     if done >= batch || begun.elapsed() >= BATCH_BUDGET {
@@ -281,6 +286,16 @@ fn take_one(
     let held = claimed.borrow();
     let run = held.as_ref().expect("just claimed");
     let outcome = executor::run_in_transaction(client, &run.task.command());
+    let commits = outcome
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.code == Some(PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION));
+    if commits && run.task.learns && statements::is_one_call(&run.task.command) {
+        // The procedure commits, which it cannot do here; its subtransaction
+        // took back what it did. It runs top-level, now and from now on.
+        record::learn_top_level(client, run.task.id).unwrap_or_else(|e| error!("{e}"));
+        return Taken::Learned;
+    }
     let verdict = Verdict::Ran { succeeded: outcome.status == RunStatus::Succeeded };
     finish(client, run, outcome, verdict);
     Taken::Done

@@ -530,6 +530,7 @@ fn invalid_expressions_name_the_field() {
         ("* * * * * * *", "a cron schedule has 5 or 6 fields, not 7"),
         ("*/0 * * * *", "invalid minute \"*/0\" in cron schedule"),
         ("5-1 * * * *", "invalid minute \"5-1\" in cron schedule"),
+        ("-1 * * * *", "invalid minute \"-1\" in cron schedule"),
         ("0 0 * * 1#6", "invalid day of week \"1#6\" in cron schedule"),
         ("0 0 1-2W * *", "invalid day of month \"1-2W\" in cron schedule"),
         ("0 0 * * 1#0", "invalid day of week \"1#0\" in cron schedule"),

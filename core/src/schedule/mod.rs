@@ -4,6 +4,7 @@
 
 mod cron;
 mod interval;
+pub mod pg_cron;
 mod span;
 
 #[cfg(test)]
@@ -25,6 +26,9 @@ pub enum Schedule {
     After(Span),
     /// Wall-clock times in the task's time zone.
     Cron(Box<CronSchedule>),
+    /// Once each time the server starts (`@reboot`, as in cron): no time of
+    /// its own, so the scheduler makes it due when the server has started.
+    AtStart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +55,8 @@ pub enum ScheduleError {
     UnknownMacro(String),
     NeverMatches(String),
     UnknownTimeZone(String),
+    /// A schedule pg_cron would refuse, given to mtask_cron.
+    NotPgCron(String),
 }
 
 /// An IANA time zone name, as the tz database spells it.
@@ -74,6 +80,8 @@ impl ScheduleError {
             ScheduleError::UnknownMacro(s) => format!("unknown schedule macro \"{s}\""),
             ScheduleError::NeverMatches(s) => format!("cron schedule \"{s}\" never runs"),
             ScheduleError::UnknownTimeZone(s) => format!("unknown time zone \"{s}\""),
+            // pg_cron's own words.
+            ScheduleError::NotPgCron(s) => format!("invalid schedule: {s}"),
         }
     }
 
@@ -100,11 +108,15 @@ impl ScheduleError {
                     .into()
             }
             ScheduleError::UnknownMacro(_) => {
-                "Macros are @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly.".into()
+                "Macros are @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly and @reboot.".into()
             }
             ScheduleError::NeverMatches(_) => "No date matches every field, e.g. 30 February.".into(),
             ScheduleError::UnknownTimeZone(_) => {
                 "Use an IANA name such as 'Europe/Paris'; SELECT name FROM pg_timezone_names lists them.".into()
+            }
+            ScheduleError::NotPgCron(_) => {
+                "Use cron format (e.g. 5 4 * * *), or interval format '[1-59] seconds'; mtask.schedule takes more."
+                    .into()
             }
         }
     }
@@ -142,6 +154,9 @@ impl Schedule {
     /// Postgres' own interval input, which reads the value of a well-formed
     /// interval.
     pub fn parse(text: &str, read_interval: impl FnOnce(&str) -> Option<Span>) -> Result<Schedule, ScheduleError> {
+        if text.trim().eq_ignore_ascii_case("@reboot") {
+            return Ok(Schedule::AtStart);
+        }
         let (fixed_delay, literal) = interval_literal(text)?;
         if let Err(word) = interval::check_form(literal) {
             let prefixed = literal.len() != text.trim().len();
@@ -161,6 +176,11 @@ impl Schedule {
         matches!(self, Schedule::After(_))
     }
 
+    /// Whether it runs when the server starts rather than at times.
+    pub fn is_at_start(&self) -> bool {
+        matches!(self, Schedule::AtStart)
+    }
+
     /// The next run at or after `not_before`, for a task whose interval slots
     /// are anchored at `anchor` and whose wall clock is `tz`. `None` when no
     /// such instant can be represented.
@@ -169,6 +189,7 @@ impl Schedule {
             Schedule::Every(span) => span.first_slot_at_or_after(anchor, not_before, tz),
             Schedule::After(_) => Some(not_before.max(anchor)),
             Schedule::Cron(cron) => cron.next_at_or_after(not_before.max(anchor), tz),
+            Schedule::AtStart => None,
         }
     }
 
@@ -197,7 +218,7 @@ impl Schedule {
             return due;
         }
         match self {
-            Schedule::After(_) => due,
+            Schedule::After(_) | Schedule::AtStart => due,
             Schedule::Every(span) => span.earliest_of_latest(anchor, due, now, count, tz).unwrap_or(due),
             Schedule::Cron(cron) => cron.earliest_of_latest(due, now, count, tz),
         }
@@ -229,6 +250,7 @@ impl fmt::Display for Schedule {
             Schedule::Every(span) => write!(f, "every {span}"),
             Schedule::After(span) => write!(f, "after {span}"),
             Schedule::Cron(cron) => write!(f, "{cron}"),
+            Schedule::AtStart => f.write_str("@reboot"),
         }
     }
 }
@@ -305,6 +327,7 @@ mod tests {
             ScheduleError::UnknownMacro("@often".into()),
             ScheduleError::NeverMatches("0 0 31 2 *".into()),
             ScheduleError::UnknownTimeZone("Europe/Pariss".into()),
+            ScheduleError::NotPgCron("60 seconds".into()),
         ] {
             assert!(!e.message().is_empty());
             assert!(e.hint().ends_with('.'));
@@ -324,6 +347,19 @@ mod tests {
         let c = Schedule::parse("*/10 * * * * *", seconds).unwrap();
         assert_eq!(c.following_run(at(0), at(10), at(10), Tz::UTC), Some(at(20)));
         assert_eq!(c.following_run(at(0), at(10), at(35), Tz::UTC), Some(at(40)));
+    }
+
+    #[test]
+    fn at_start_has_no_time_of_its_own() {
+        for text in ["@reboot", " @REBOOT "] {
+            assert_eq!(Schedule::parse(text, seconds), Ok(Schedule::AtStart));
+        }
+        let s = Schedule::AtStart;
+        assert_eq!(s.to_string(), "@reboot");
+        assert!(s.is_at_start());
+        assert_eq!(s.next_run(at(0), at(5), Tz::UTC), None);
+        assert_eq!(s.following_run(at(0), at(5), at(6), Tz::UTC), None);
+        assert_eq!(s.earliest_of_latest(at(0), at(5), at(100), 3, Tz::UTC), at(5));
     }
 
     #[test]
