@@ -12,4 +12,6 @@ cargo pgrx install --pg-config "$pg_config" "${sudo_flag[@]}" "$@"
 # created and updated from, as the upgrade tests do, and every update script.
 sharedir=$("$pg_config" --sharedir)/extension
 install -m 644 sql/released/mtask--*.sql sql/released/mtask--*.control "$sharedir/"
+# mtask_cron, pg_cron's API over mtask: SQL only.
+install -m 644 mtask_cron/mtask_cron.control mtask_cron/mtask_cron--*.sql "$sharedir/"
 scripts/sql.sh install-updates "$sharedir"

@@ -7,7 +7,7 @@
 #     lib/mtask.so    goes into pg_config --pkglibdir
 #     extension/*     goes into pg_config --sharedir/extension: the control
 #                     file, this version's install script, the released ones
-#                     and every update script
+#                     and every update script, and mtask_cron's files
 #     install.sh      copies them there (PG_CONFIG=... names the server)
 #
 # For a Debian PostgreSQL (its pg_config in /usr/lib/postgresql/N/bin) also
@@ -29,7 +29,7 @@ mkdir -p "$out"
 cargo pgrx package --pg-config "$pg_config" --out-dir "$stage"
 pkglibdir=$stage$("$pg_config" --pkglibdir)
 extdir=$stage$("$pg_config" --sharedir)/extension
-install -m 644 sql/released/mtask--*.sql sql/released/mtask--*.control "$extdir/"
+install -m 644 sql/released/mtask--*.sql sql/released/mtask--*.control mtask_cron/mtask_cron* "$extdir/"
 scripts/sql.sh install-updates "$extdir"
 
 mkdir -p "$out/$name/lib" "$out/$name/extension"

@@ -2,10 +2,10 @@
 # Installs what building and testing mtask against PostgreSQL $PG (14 to 18,
 # default 15) needs, and only what is missing: clang for bindgen, psycopg2
 # (the tests run the example in examples/), the server (scripts/pg.sh: for
-# 15 Debian's server and headers, for the others a build from PyPI and the
-# Debian libraries it links to), cargo-pgrx, its `cargo pgrx init` for that
-# server, and any Debian packages named in $EXTRA_PACKAGES (the benchmark's
-# pg_cron). $PG_CONFIG, if set, names the server instead; setup then
+# 15 Debian's server and headers, and pg_cron 1.4.2, which tests/pg_cron.rs
+# moves jobs from; for the others a build from PyPI and the Debian
+# libraries it links to), cargo-pgrx, its `cargo pgrx init` for that
+# server, and any Debian packages named in $EXTRA_PACKAGES. $PG_CONFIG, if set, names the server instead; setup then
 # installs no server of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ SUDO=""
 
 packages=(libclang-dev clang python3-psycopg2)
 case "$PG_CONFIG" in
-/usr/lib/postgresql/15/bin/pg_config) packages+=(postgresql-15 postgresql-server-dev-15) ;;
+/usr/lib/postgresql/15/bin/pg_config) packages+=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron) ;;
 # What PyPI's builds link to (see `ldd`), all in Debian 12.
 "$(scripts/pg.sh home)"/*) packages+=(libicu72 libxml2 libssl3 liblz4-1 libzstd1 libgssapi-krb5-2 libreadline8 libpq5) ;;
 esac

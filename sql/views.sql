@@ -58,5 +58,5 @@ SELECT t.id AS task_id, t.name, t.owner, t.status,
 FROM mtask.tasks t
 $q$, $q$pg_catalog.pg_has_role(t.owner, 'MEMBER')$q$);
 
--- Only these scripts need it.
-DROP FUNCTION mtask._create_view(text, text, text);
+-- mtask's scripts and mtask_cron's use it; no one else needs it.
+REVOKE EXECUTE ON FUNCTION mtask._create_view(text, text, text) FROM PUBLIC;

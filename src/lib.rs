@@ -31,7 +31,8 @@ pgrx::extension_sql_file!("../sql/native.sql", name = "native", requires = ["tab
 pgrx::extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = ["native"]);
 pgrx::extension_sql_file!("../sql/api.sql", name = "api", requires = ["triggers"]);
 pgrx::extension_sql_file!("../sql/events.sql", name = "events", requires = ["api"]);
-pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["events"]);
+pgrx::extension_sql_file!("../sql/pg_cron.sql", name = "pg_cron", requires = ["events"]);
+pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["pg_cron"]);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["views"]);
 pgrx::extension_sql_file!("../sql/comments.sql", name = "comments", requires = ["grants"]);
 pgrx::extension_sql_file!("../sql/cleanup.sql", name = "cleanup", finalize);
