@@ -42,8 +42,10 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
+# Every test binary runs even when one fails, so that one run (CI's, which
+# takes long) shows every failure.
 test: lint install
-	cargo test --workspace $(FEATURES)
+	cargo test --workspace --no-fail-fast $(FEATURES)
 
 # Every version in turn, then the tests across versions. Setting them all up
 # first means cargo pgrx init changes nothing once building has begun (each

@@ -9,7 +9,9 @@
 -- function of the reader's sees the rows it leaves out). A view made on 14
 -- stays so through pg_upgrade until the next ALTER EXTENSION UPDATE.
 CREATE OR REPLACE FUNCTION mtask._create_view(name text, query text, policy text) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF pg_catalog.current_setting('server_version_num')::int >= 150000 THEN
         EXECUTE pg_catalog.format('CREATE OR REPLACE VIEW %s WITH (security_invoker = true) AS %s', name, query);

@@ -109,7 +109,8 @@ fn a_standby_runs_nothing_and_its_promotion_carries_every_task_on_once() {
     primary.sql(
         "CREATE EXTENSION mtask;
          CREATE TABLE hits (task bigint, at timestamptz DEFAULT clock_timestamp());
-         SELECT mtask.schedule('tick', '200 ms', 'INSERT INTO hits (task) VALUES (0)')",
+         SELECT mtask.schedule('tick', '200 ms', 'INSERT INTO hits (task) VALUES (0)');
+         SELECT mtask.schedule('boot', '@reboot', 'INSERT INTO hits (task) VALUES (-1)')",
     );
     let standby = Cluster::standby_of(&primary, "");
     // One-shot tasks due over the next few seconds, each counting itself.
@@ -122,6 +123,9 @@ fn a_standby_runs_nothing_and_its_promotion_carries_every_task_on_once() {
     standby.wait_for("SELECT count(*) > 0 FROM hits WHERE task > 0", "t");
     assert_eq!(standby.sql("SELECT pg_is_in_recovery()"), "t");
     assert_eq!(standby.sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'mtask%'"), "0");
+    // The @reboot task came after the primary started, so it did not run
+    // there; nor does it on the standby, which started after it came.
+    assert_eq!(standby.sql("SELECT count(*) FROM hits WHERE task = -1"), "0");
 
     // The primary dies in the middle of the one-shot tasks.
     primary.wait_for("SELECT count(*) >= 100 FROM hits WHERE task > 0", "t");
@@ -146,4 +150,8 @@ fn a_standby_runs_nothing_and_its_promotion_carries_every_task_on_once() {
     );
     // And the recurring task goes on.
     standby.wait_for(&format!("SELECT run_count > {ticks_before} + 5 FROM mtask.tasks WHERE name = 'tick'"), "t");
+    // The promoted standby ran the @reboot task once, as its first start as
+    // a primary.
+    standby.wait_for("SELECT count(*) FROM hits WHERE task = -1", "1");
+    assert_eq!(standby.sql("SELECT status, next_run_at IS NULL FROM mtask.tasks WHERE name = 'boot'"), "scheduled|t");
 }

@@ -309,7 +309,6 @@ fn bad_input_gets_a_clear_error_and_no_rust_internals() {
     let c = arena("");
     let cases: &[(&str, &str, &str)] = &[
         ("SELECT mtask.schedule_at('a', now(), 'SELECT 1', retry_delay => NULL)", "22004", "retry_delay"),
-        ("SELECT mtask.schedule_at('a', now(), 'SELECT 1', transactional => NULL)", "22004", "transactional"),
         ("SELECT mtask.schedule_at('a', now(), 'SELECT 1', priority => NULL)", "22004", "priority"),
         ("SELECT * FROM mtask.next_runs(NULL)", "22004", "schedule"),
         ("SELECT mtask.schedule_at(repeat('x', 3000), now(), 'SELECT 1')", "22023", "name"),
