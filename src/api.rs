@@ -268,6 +268,6 @@ fn running() -> TableIterator<
     runs.retain(|r| visible.contains(&r.task_id));
     let at = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
     TableIterator::new(
-        runs.into_iter().map(move |r| (r.task_id, r.pid, at(r.started_at), r.attempt, at(r.scheduled_for))),
+        runs.into_iter().map(move |r| (r.task_id, r.process(), at(r.started_at), r.attempt, at(r.scheduled_for))),
     )
 }

@@ -23,6 +23,17 @@ pub struct Running {
     pub scheduled_for: i64,
     /// The worker's process.
     pub pid: i32,
+    /// The process that runs it in another database for the worker; 0 if
+    /// none. It ends before the worker records the run, so whether the run
+    /// is alive is the worker's pid's to say, not this one's.
+    pub runner: i32,
+}
+
+impl Running {
+    /// The process that runs it, as mtask.running shows it.
+    pub fn process(&self) -> i32 {
+        if self.runner != 0 { self.runner } else { self.pid }
+    }
 }
 
 /// How many runs of dead workers the board remembers at once; the oldest
@@ -90,7 +101,7 @@ pub fn running(run: Running) {
 /// database for it.
 pub fn running_in(pid: i32) {
     if let Some(slot) = MY_SLOT.get() {
-        RUN_BOARD.exclusive().running[slot].pid = pid;
+        RUN_BOARD.exclusive().running[slot].runner = pid;
     }
 }
 

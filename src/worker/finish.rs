@@ -182,5 +182,6 @@ pub fn on_board(run: &Claimed) -> shmem::Running {
         started_at: run.started.into(),
         scheduled_for: pg_schedule::to_pg(run.slot).map_or(0, i64::from),
         pid: unsafe { pg_sys::MyProcPid },
+        runner: 0,
     }
 }
