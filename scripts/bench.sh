@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mtask against pg_cron 1.4.2 on one throwaway PG15 cluster that preloads both.
 # Prints a table and writes bench/results/<date>-<commit>.json. QUICK=1 runs
-# smaller sizes. It reports; it never fails on a slow machine.
+# smaller sizes; SCENARIOS="held memory" runs only those named (default: all).
+# It reports; it never fails on a slow machine.
 # What each scenario measures is written up in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +11,12 @@ source scripts/cluster.sh
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    BURSTS="1000"; THROUGHPUT=20000; FUTURE=100000; IMMEDIATE=200; IDLE_SECONDS=10; MEMORY_RUNS=100000
+    BURSTS="1000"; THROUGHPUT=20000; HELD=5000; FUTURE=100000; IMMEDIATE=200; IDLE_SECONDS=10; MEMORY_RUNS=500000
 else
-    BURSTS="1000 10000"; THROUGHPUT=100000; FUTURE=1000000; IMMEDIATE=1000; IDLE_SECONDS=60; MEMORY_RUNS=1000000
+    BURSTS="1000 10000"; THROUGHPUT=100000; HELD=20000; FUTURE=1000000; IMMEDIATE=1000; IDLE_SECONDS=60; MEMORY_RUNS=5000000
 fi
+SCENARIOS=${SCENARIOS:-burst immediate throughput held idle scale memory}
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 DIR=${BENCH_DIR:-/tmp/mtask-bench}
 PORT=${BENCH_PORT:-55433}
@@ -81,105 +84,166 @@ results=()
 add() { results+=("\"$1\": $2"); log "$1: $2"; }
 
 # 1. Burst at a minute boundary, both systems.
-for n in $BURSTS; do
-    due=$(next_minute)
-    log "burst of $n due at $due: scheduling"
-    sql "SELECT mtask.schedule_at('m' || i, '$due', 'INSERT INTO hits (who, n) VALUES (''mtask-$n'', ' || i || ')')
-         FROM generate_series(1, $n) i" >/dev/null
-    wait_count "SELECT count(*) FROM hits WHERE who = 'mtask-$n'" "$n"
-    add "burst_${n}_mtask" "$(sql "SELECT lateness('mtask-$n', '$due')")"
-    sql "DELETE FROM mtask.tasks"
+if want burst; then
+    for n in $BURSTS; do
+        due=$(next_minute)
+        log "burst of $n due at $due: scheduling"
+        sql "SELECT mtask.schedule_at('m' || i, '$due', 'INSERT INTO hits (who, n) VALUES (''mtask-$n'', ' || i || ')')
+             FROM generate_series(1, $n) i" >/dev/null
+        wait_count "SELECT count(*) FROM hits WHERE who = 'mtask-$n'" "$n"
+        add "burst_${n}_mtask" "$(sql "SELECT lateness('mtask-$n', '$due')")"
+        sql "DELETE FROM mtask.tasks"
 
-    due=$(next_minute)
-    cron=$(sql "SELECT to_char('$due'::timestamptz AT TIME ZONE 'GMT', 'MI HH24 DD MM') || ' *'")
-    sql "SELECT cron.schedule('c' || i, '$cron', 'INSERT INTO hits (who, n) VALUES (''cron-$n'', ' || i || ')')
-         FROM generate_series(1, $n) i" >/dev/null
-    log "burst of $n for pg_cron at $due"
-    wait_count "SELECT count(*) FROM hits WHERE who = 'cron-$n'" "$n"
-    add "burst_${n}_pg_cron" "$(sql "SELECT lateness('cron-$n', '$due')")"
-    sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
-    sql "TRUNCATE cron.job_run_details"
-done
+        due=$(next_minute)
+        cron=$(sql "SELECT to_char('$due'::timestamptz AT TIME ZONE 'GMT', 'MI HH24 DD MM') || ' *'")
+        sql "SELECT cron.schedule('c' || i, '$cron', 'INSERT INTO hits (who, n) VALUES (''cron-$n'', ' || i || ')')
+             FROM generate_series(1, $n) i" >/dev/null
+        log "burst of $n for pg_cron at $due"
+        wait_count "SELECT count(*) FROM hits WHERE who = 'cron-$n'" "$n"
+        add "burst_${n}_pg_cron" "$(sql "SELECT lateness('cron-$n', '$due')")"
+        sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
+        sql "TRUNCATE cron.job_run_details"
+    done
+fi
 
 # 2. Immediate tasks: commit of schedule_at(now()) to the task's start.
-log "immediate: $IMMEDIATE serial schedules"
-for i in $(seq 1 "$IMMEDIATE"); do
-    echo "SELECT mtask.schedule_at('i$i', now(), 'INSERT INTO hits (who, n) VALUES (''immediate'', ' || txid_current() || ')');"
-    echo "SELECT pg_sleep(0.01);"
-done | cluster_psql "$DIR" "$PORT" -qAt >/dev/null
-wait_count "SELECT count(*) FROM hits WHERE who = 'immediate'" "$IMMEDIATE"
-# Each task recorded the id of the transaction that scheduled it.
-add immediate "$(sql "SELECT json_build_object(
-        'n', count(*),
-        'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 3),
-        'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric, 3))
-    FROM (SELECT extract(epoch FROM at - pg_xact_commit_timestamp(n::text::xid)) * 1000 AS ms
-          FROM hits WHERE who = 'immediate') l")"
-sql "DELETE FROM mtask.tasks"
+if want immediate; then
+    log "immediate: $IMMEDIATE serial schedules"
+    for i in $(seq 1 "$IMMEDIATE"); do
+        echo "SELECT mtask.schedule_at('i$i', now(), 'INSERT INTO hits (who, n) VALUES (''immediate'', ' || txid_current() || ')');"
+        echo "SELECT pg_sleep(0.01);"
+    done | cluster_psql "$DIR" "$PORT" -qAt >/dev/null
+    wait_count "SELECT count(*) FROM hits WHERE who = 'immediate'" "$IMMEDIATE"
+    # Each task recorded the id of the transaction that scheduled it.
+    add immediate "$(sql "SELECT json_build_object(
+            'n', count(*),
+            'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 3),
+            'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::numeric, 3))
+        FROM (SELECT extract(epoch FROM at - pg_xact_commit_timestamp(n::text::xid)) * 1000 AS ms
+              FROM hits WHERE who = 'immediate') l")"
+    sql "DELETE FROM mtask.tasks"
+fi
 
-# 3. Throughput: already-due one-shot tasks, drained.
-for sc in on off; do
-    log "throughput: $THROUGHPUT tasks, synchronous_commit = $sc"
-    sql "ALTER SYSTEM SET synchronous_commit = $sc"
+# Drains N already-due one-shot tasks, inserted while the workers are off,
+# and prints the runs' count, drain time and rate.
+drain() {
     sql "ALTER SYSTEM SET mtask.enabled = off"
     sql "SELECT pg_reload_conf()" >/dev/null
     sleep 1
     sql "INSERT INTO mtask.tasks (name, command, start_at)
-         SELECT 't' || i, 'INSERT INTO hits (who) VALUES (''tp'')', now() FROM generate_series(1, $THROUGHPUT) i"
+         SELECT 't' || i, 'INSERT INTO hits (who) VALUES (''tp'')', now() FROM generate_series(1, $1) i"
     sql "ALTER SYSTEM SET mtask.enabled = on"
     sql "SELECT pg_reload_conf()" >/dev/null
-    wait_count "SELECT count(*) FROM mtask.tasks WHERE status = 'done'" "$THROUGHPUT"
-    add "throughput_sync_$sc" "$(sql "SELECT json_build_object('n', count(*),
+    wait_count "SELECT count(*) FROM mtask.tasks WHERE status = 'done'" "$1"
+    sql "SELECT json_build_object('n', count(*),
         'drain_s', round(extract(epoch FROM max(finished_at) - min(started_at))::numeric, 3),
         'per_s', round((count(*) / extract(epoch FROM max(finished_at) - min(started_at)))::numeric, 0))
-        FROM mtask.runs")"
+        FROM mtask.runs"
     sql "DELETE FROM mtask.tasks; DELETE FROM hits WHERE who = 'tp'"
-done
-sql "ALTER SYSTEM RESET synchronous_commit"
-sql "SELECT pg_reload_conf()" >/dev/null
+}
+
+set_synchronous_commit() {
+    sql "ALTER SYSTEM SET synchronous_commit = $1"
+    sql "SELECT pg_reload_conf()" >/dev/null
+}
+
+# 3. Throughput: already-due one-shot tasks, drained.
+if want throughput; then
+    for sc in on off; do
+        log "throughput: $THROUGHPUT tasks, synchronous_commit = $sc"
+        set_synchronous_commit "$sc"
+        add "throughput_sync_$sc" "$(drain "$THROUGHPUT")"
+    done
+    set_synchronous_commit DEFAULT
+fi
+
+# 7. Under a held transaction: the same drain alone, and while another
+# session sits idle in a transaction that holds back the xmin horizon, so
+# that no dead row version can be pruned meanwhile.
+if want held; then
+    set_synchronous_commit off
+    sql "VACUUM mtask.tasks"
+    log "held: $HELD tasks alone"
+    alone=$(drain "$HELD")
+    sql "VACUUM mtask.tasks"
+    fifo="$DIR/hold.fifo"
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    cluster_psql "$DIR" "$PORT" -qAt <"$fifo" >/dev/null &
+    exec 7>"$fifo"
+    echo "BEGIN; SELECT txid_current();" >&7
+    wait_count "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND backend_xid IS NOT NULL" 1
+    log "held: $HELD tasks while a transaction is held open"
+    held=$(drain "$HELD")
+    dead=$(sql "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'mtask.tasks'::regclass")
+    exec 7>&-
+    wait
+    rm -f "$fifo"
+    add held "$(sql "SELECT jsonb_build_object('alone', '$alone'::jsonb, 'held', '$held'::jsonb,
+        'held_over_alone', round(('$held'::jsonb ->> 'per_s')::numeric / ('$alone'::jsonb ->> 'per_s')::numeric, 3),
+        'tasks_dead_tuples_after_held', $dead)")"
+    set_synchronous_commit DEFAULT
+fi
 
 # 5. Idle cost: 10,000 tasks for tomorrow (pg_cron: jobs for 1 January).
-log "idle: ${IDLE_SECONDS}s with 10,000 future tasks each"
-sql "SELECT count(mtask.schedule_at('f' || i, now() + interval '1 day', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
-sql "SELECT count(cron.schedule('f' || i, '0 0 1 1 *', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
-sleep 2
-mtask_cpu() { awk -v a="$(cpu_of 'mtask worker')" -v b="$(cpu_of 'mtask scheduler')" 'BEGIN { print a + b }'; }
-m0=$(mtask_cpu); c0=$(cpu_of 'pg_cron scheduler')
-sleep "$IDLE_SECONDS"
-m1=$(mtask_cpu); c1=$(cpu_of 'pg_cron scheduler')
-add idle "$(awk -v m0="$m0" -v m1="$m1" -v c0="$c0" -v c1="$c1" -v s="$IDLE_SECONDS" 'BEGIN {
-    printf "{\"seconds\": %d, \"mtask_cpu_s_per_min\": %.4f, \"pg_cron_cpu_s_per_min\": %.4f}", s, (m1 - m0) * 60 / s, (c1 - c0) * 60 / s }')"
-sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
+if want idle; then
+    log "idle: ${IDLE_SECONDS}s with 10,000 future tasks each"
+    sql "SELECT count(mtask.schedule_at('f' || i, now() + interval '1 day', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
+    sql "SELECT count(cron.schedule('f' || i, '0 0 1 1 *', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
+    sleep 2
+    mtask_cpu() { awk -v a="$(cpu_of 'mtask worker')" -v b="$(cpu_of 'mtask scheduler')" 'BEGIN { print a + b }'; }
+    m0=$(mtask_cpu); c0=$(cpu_of 'pg_cron scheduler')
+    sleep "$IDLE_SECONDS"
+    m1=$(mtask_cpu); c1=$(cpu_of 'pg_cron scheduler')
+    add idle "$(awk -v m0="$m0" -v m1="$m1" -v c0="$c0" -v c1="$c1" -v s="$IDLE_SECONDS" 'BEGIN {
+        printf "{\"seconds\": %d, \"mtask_cpu_s_per_min\": %.4f, \"pg_cron_cpu_s_per_min\": %.4f}", s, (m1 - m0) * 60 / s, (c1 - c0) * 60 / s }')"
+    sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
+fi
 
 # 4. Scale: many future tasks, then 1,000 due at once.
-log "scale: $FUTURE future tasks"
-sql "INSERT INTO mtask.tasks (name, command, start_at)
-     SELECT 's' || i, 'SELECT 1', now() + interval '2 days' FROM generate_series(1, $FUTURE) i"
-sql "VACUUM ANALYZE mtask.tasks"
-due=$(sql "SELECT now() + interval '5 seconds'")
-w0=$(cpu_of 'mtask worker')
-sql "SELECT count(mtask.schedule_at('d' || i, '$due', 'INSERT INTO hits (who, n) VALUES (''scale'', ' || i || ')'))
-     FROM generate_series(1, 1000) i" >/dev/null
-wait_count "SELECT count(*) FROM hits WHERE who = 'scale'" 1000
-w1=$(cpu_of 'mtask worker')
-# Worker CPU over the 1,000 due tasks, per task.
-per_task_ms=$(awk -v a="$w1" -v b="$w0" 'BEGIN { printf "%.3f", (a - b) * 1000 / 1000 }')
-add scale "$(sql "SELECT lateness('scale', '$due')::jsonb
-    || jsonb_build_object('future_tasks', $FUTURE, 'worker_cpu_ms_per_task', $per_task_ms)")"
-sql "DELETE FROM mtask.tasks"
+if want scale; then
+    log "scale: $FUTURE future tasks"
+    sql "INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 's' || i, 'SELECT 1', now() + interval '2 days' FROM generate_series(1, $FUTURE) i"
+    sql "VACUUM ANALYZE mtask.tasks"
+    due=$(sql "SELECT now() + interval '5 seconds'")
+    w0=$(cpu_of 'mtask worker')
+    sql "SELECT count(mtask.schedule_at('d' || i, '$due', 'INSERT INTO hits (who, n) VALUES (''scale'', ' || i || ')'))
+         FROM generate_series(1, 1000) i" >/dev/null
+    wait_count "SELECT count(*) FROM hits WHERE who = 'scale'" 1000
+    w1=$(cpu_of 'mtask worker')
+    # Worker CPU over the 1,000 due tasks, per task.
+    per_task_ms=$(awk -v a="$w1" -v b="$w0" 'BEGIN { printf "%.3f", (a - b) * 1000 / 1000 }')
+    add scale "$(sql "SELECT lateness('scale', '$due')::jsonb
+        || jsonb_build_object('future_tasks', $FUTURE, 'worker_cpu_ms_per_task', $per_task_ms)")"
+    sql "DELETE FROM mtask.tasks"
+fi
 
-# 6. Memory of the workers before and after many runs.
-log "memory: $MEMORY_RUNS runs"
-# Memory does not depend on commit durability; this only makes it quicker.
-sql "ALTER SYSTEM SET synchronous_commit = off"
-sql "SELECT pg_reload_conf()" >/dev/null
-sql "VACUUM mtask.tasks"
-before=$(rss_anon_kb)
-sql "SELECT count(mtask.schedule('r' || i, 'every 0.1 seconds', 'SELECT 1')) FROM generate_series(1, 1000) i" >/dev/null
-wait_count "SELECT coalesce(sum(run_count), 0) FROM mtask.tasks" "$MEMORY_RUNS"
-sql "SELECT count(mtask.pause(id)) FROM mtask.tasks" >/dev/null
-after=$(rss_anon_kb)
-add memory "{\"runs\": $(sql "SELECT sum(run_count) FROM mtask.tasks"), \"workers_rss_anon_kb_before\": $before, \"workers_rss_anon_kb_after\": $after}"
+# 6. Memory of the workers over many runs of 1,000 recurring tasks,
+# sampled every tenth of the runs: warm-up shows early, a leak keeps
+# growing. late_growth_kb is from four tenths to the end (the 2nd to the
+# 5th million in a full run).
+if want memory; then
+    log "memory: $MEMORY_RUNS runs"
+    # Memory does not depend on commit durability; this only makes it quicker.
+    set_synchronous_commit off
+    sql "VACUUM mtask.tasks"
+    before=$(rss_anon_kb)
+    sql "SELECT count(mtask.schedule('r' || i, 'every 0.1 seconds', 'SELECT 1')) FROM generate_series(1, 1000) i" >/dev/null
+    samples=()
+    for tenth in $(seq 1 10); do
+        wait_count "SELECT coalesce(sum(run_count), 0) FROM mtask.tasks" $((MEMORY_RUNS * tenth / 10))
+        kb=$(rss_anon_kb)
+        samples+=("[$(sql "SELECT sum(run_count) FROM mtask.tasks"), $kb]")
+        log "memory: sample $tenth of 10: ${samples[-1]}"
+        [ "$tenth" != 4 ] || at_four=$kb
+    done
+    sql "SELECT count(mtask.pause(id)) FROM mtask.tasks" >/dev/null
+    add memory "{\"runs\": $(sql "SELECT sum(run_count) FROM mtask.tasks"), \"workers_rss_anon_kb_before\": $before,
+        \"samples_runs_kb\": [$(IFS=,; echo "${samples[*]}")], \"workers_rss_anon_kb_after\": $kb,
+        \"late_growth_kb\": $((kb - at_four))}"
+    set_synchronous_commit DEFAULT
+fi
 
 # Report.
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -191,7 +255,7 @@ ratios=$(sql "WITH f AS (SELECT '$figures'::jsonb AS j)
         SELECT 'burst_' || n || '_' || m AS k,
                round(((j -> ('burst_' || n || '_mtask') ->> m)::numeric
                       / nullif((j -> ('burst_' || n || '_pg_cron') ->> m)::numeric, 0)), 4) AS v
-        FROM f, unnest(string_to_array('$BURSTS', ' ')) n, unnest(ARRAY['p50_ms', 'p99_ms', 'per_s']) m
+        FROM f, unnest(string_to_array('$BURSTS', ' ')) n, unnest(ARRAY['p50_ms', 'p99_ms', 'drain_s', 'per_s']) m
         UNION ALL
         SELECT 'idle_cpu', round((j -> 'idle' ->> 'mtask_cpu_s_per_min')::numeric
                                  / nullif((j -> 'idle' ->> 'pg_cron_cpu_s_per_min')::numeric, 0), 4)
