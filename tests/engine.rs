@@ -270,6 +270,36 @@ fn a_failure_at_commit_is_pinned_on_its_task() {
     assert_eq!(c.sql("SELECT count(*) FROM child"), "0");
 }
 
+/// A worker finds its candidates 256 at a time, unlocked, and claims each by
+/// id: when every one of them is locked elsewhere, it looks past them.
+#[test]
+fn a_due_task_behind_more_locked_ones_than_one_walk_finds_still_runs() {
+    let c = Cluster::with_hits("mtask.enabled = off\nmtask.max_workers = 1");
+    c.sql(
+        "INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 'locked' || n, $$INSERT INTO hits VALUES ('locked')$$, now() - interval '1 hour'
+         FROM generate_series(1, 300) n;
+         INSERT INTO mtask.tasks (name, command, start_at) VALUES ('free', $$INSERT INTO hits VALUES ('free')$$, now())",
+    );
+    let mut holder = std::process::Command::new(common::pg_bin().join("psql"))
+        .args(["-X", "-q", &c.conninfo(), "-c", "BEGIN", "-c"])
+        .arg("SELECT count(*) FROM (SELECT FROM mtask.tasks WHERE name LIKE 'locked%' FOR UPDATE) l")
+        .args(["-c", "SELECT pg_sleep(3600)"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql starts");
+    c.wait_for("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'", "1");
+    c.sql("ALTER SYSTEM SET mtask.enabled = on");
+    c.sql("SELECT pg_reload_conf()");
+    c.wait_for("SELECT count(*) FROM hits WHERE task = 'free'", "1");
+    assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 'locked'"), "0");
+    c.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'");
+    let _ = holder.wait();
+    // Once the locks go, the others run, each once.
+    c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "301");
+    assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 'locked'"), "300");
+}
+
 /// Every run rewrites its task's row; the workers vacuum the tasks table
 /// themselves every 10,000 runs each, well before autovacuum would.
 #[test]

@@ -98,26 +98,45 @@ fn null_in(column: &str) -> SpiError {
     })
 }
 
-/// The partial index tasks_due_idx (next_run_at, priority DESC, id) WHERE
-/// status = 'scheduled' hands this the first due task in order without a
-/// sort, and SKIP LOCKED lets other workers pass a task that is running.
-/// Due time first, so no task starves; priority only breaks ties.
-///
-/// Nothing is claimed while a restore is under way (see `version.rs`): the
-/// check is in this statement, in its snapshot, since the COPY of the tasks
+/// Which tasks are due and claimable: not beyond the horizon ($1), and
+/// nothing while a restore is under way (see `version.rs`). The restore
+/// check is in each statement, in its snapshot, since the COPY of the tasks
 /// may commit between any two. The tasks' ids are set once all the tasks
 /// are there, and the runs' once all the runs are: until then a run would
 /// take an id the restore is about to write.
+const DUE: &str = "next_run_at <= now() AND next_run_at <= $1
+    AND (SELECT is_called FROM mtask.tasks_id_seq)
+    AND ((SELECT is_called FROM mtask.runs_id_seq) OR NOT EXISTS (SELECT FROM mtask.runs))";
+
+/// The first due tasks in order, unlocked: a step's candidates. The partial
+/// index tasks_due_idx (next_run_at, priority DESC, id) WHERE status =
+/// 'scheduled' hands them over without a sort. Due time first, so no task
+/// starves; priority only breaks ties.
+///
+/// One walk of the index serves the whole batch: the index keeps an entry
+/// for every version of a due row until vacuum, and while another session's
+/// transaction holds back the xmin horizon none can be pruned, so a walk
+/// per task stepped over all the versions the runs before it left.
+fn candidates_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| format!("SELECT id FROM mtask.tasks WHERE status = 'scheduled' AND {DUE} ORDER BY next_run_at, priority DESC, id LIMIT $2 OFFSET $3"))
+}
+
+/// One candidate, locked, if it is still due and no other worker has it
+/// (SKIP LOCKED); a top-level one only if $2. Each task is claimed only
+/// when its turn in the batch comes, so that the candidates not yet reached
+/// stay free for other workers, and a long task holds up no other's start.
+///
+/// `status || ''` keeps the planner off tasks_due_idx, whose predicate
+/// `status = 'scheduled'` it would otherwise see implied: with `id` as a
+/// key of that index too, it chose it after a vacuum, and then each claim
+/// walked every dead entry a held-back xmin horizon left in it.
 fn claim_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
             "SELECT {SELECT_LIST} FROM mtask.tasks
-             WHERE status = 'scheduled' AND next_run_at <= now() AND next_run_at <= $2 AND (NOT top_level OR $1)
-               AND (SELECT is_called FROM mtask.tasks_id_seq)
-               AND ((SELECT is_called FROM mtask.runs_id_seq) OR NOT EXISTS (SELECT FROM mtask.runs))
-             ORDER BY next_run_at, priority DESC, id
-             LIMIT 1
+             WHERE id = $3 AND status || '' = 'scheduled' AND {DUE} AND (NOT top_level OR $2)
              FOR UPDATE SKIP LOCKED"
         )
     })
@@ -130,18 +149,34 @@ fn by_id_sql() -> &'static str {
     SQL.get_or_init(|| format!("SELECT {SELECT_LIST} FROM mtask.tasks WHERE id = $1 FOR UPDATE"))
 }
 
-/// The first due task, locked; a non-transactional one only if `any_kind`;
-/// none due after `horizon`.
+fn horizon_arg(horizon: Option<TimestampWithTimeZone>) -> DatumWithOid<'static> {
+    DatumWithOid::from(horizon.unwrap_or(TimestampWithTimeZone::positive_infinity()))
+}
+
+/// The ids of `limit` due tasks in order after the first `offset`, none due
+/// after `horizon`.
+pub fn candidates(
+    client: &mut SpiClient<'_>,
+    horizon: Option<TimestampWithTimeZone>,
+    limit: usize,
+    offset: usize,
+) -> SpiResult<Vec<i64>> {
+    let args = [horizon_arg(horizon), DatumWithOid::from(limit as i64), DatumWithOid::from(offset as i64)];
+    let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::INT8OID, PgBuiltInOids::INT8OID];
+    let rows = plans::execute(client, candidates_sql(), &types, None, &args)?;
+    rows.iter().map(|row| row.get::<i64>(1)).filter_map(Result::transpose).collect()
+}
+
+/// Candidate `id`, locked, if it is still due and free; a non-transactional
+/// one only if `any_kind`.
 pub fn claim(
     client: &mut SpiClient<'_>,
+    id: i64,
     any_kind: bool,
     horizon: Option<TimestampWithTimeZone>,
 ) -> SpiResult<Option<TaskRow>> {
-    let args = [
-        DatumWithOid::from(any_kind),
-        DatumWithOid::from(horizon.unwrap_or(TimestampWithTimeZone::positive_infinity())),
-    ];
-    let types = [PgBuiltInOids::BOOLOID, PgBuiltInOids::TIMESTAMPTZOID];
+    let args = [horizon_arg(horizon), DatumWithOid::from(any_kind), DatumWithOid::from(id)];
+    let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::BOOLOID, PgBuiltInOids::INT8OID];
     let rows = plans::execute(client, claim_sql(), &types, Some(1), &args)?;
     rows.first().map(TaskRow::read).transpose()
 }

@@ -82,11 +82,19 @@ fn settle(task: &Task, slot: DateTime<Utc>, verdict: &Verdict) -> (After, Option
     (after, reason)
 }
 
-/// Records the run that ended with `outcome`, and moves its task on. If the
-/// task's row changed during the run, its next state is worked out again
-/// from the row as it now is, so that what the change said is kept: a new
-/// schedule is followed, and a task paused meanwhile stays paused.
+/// A run that ended, and what its task becomes, to be recorded.
+pub struct Ended {
+    record: RunRecord,
+    verdict: Verdict,
+}
+
+/// Records the run that ended with `outcome`, and moves its task on.
 pub fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, verdict: Verdict) {
+    record_ended(client, vec![ended(run, outcome, verdict)]);
+}
+
+/// The run that ended with `outcome`, said in the server log if it failed.
+pub fn ended(run: &Claimed, outcome: Outcome, verdict: Verdict) -> Ended {
     let (after, pause_reason) = settle(&run.task, run.slot, &verdict);
     if let Some(failure) = outcome.failure.as_ref().filter(|_| guc::log_failures()) {
         let what = match outcome.status {
@@ -121,10 +129,27 @@ pub fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, verdi
         after,
         pause_reason,
     };
-    let changed = record::record(client, std::slice::from_ref(&record)).unwrap_or_else(|e| error!("{e}"));
-    if changed.is_empty() {
+    Ended { record, verdict }
+}
+
+/// Records runs that ended, in one statement, and moves their tasks on. If
+/// a task's row changed during its run, its next state is worked out again
+/// from the row as it now is, so that what the change said is kept: a new
+/// schedule is followed, and a task paused meanwhile stays paused.
+pub fn record_ended(client: &mut SpiClient<'_>, ended: Vec<Ended>) {
+    if ended.is_empty() {
         return;
     }
+    let (records, verdicts): (Vec<RunRecord>, Vec<Verdict>) = ended.into_iter().map(|e| (e.record, e.verdict)).unzip();
+    let changed = record::record(client, &records).unwrap_or_else(|e| error!("{e}"));
+    for (record, verdict) in records.into_iter().zip(verdicts).filter(|(r, _)| changed.contains(&r.task_id)) {
+        record_again(client, record, &verdict);
+    }
+}
+
+/// Moves on a task whose row changed during its run, whose run row is
+/// written.
+fn record_again(client: &mut SpiClient<'_>, record: RunRecord, verdict: &Verdict) {
     let Some(row) = claim::by_id(client, record.task_id).unwrap_or_else(|e| error!("{e}")) else {
         return; // the task deleted itself
     };
@@ -132,12 +157,11 @@ pub fn finish(client: &mut SpiClient<'_>, run: &Claimed, outcome: Outcome, verdi
         Ok(task) => task,
         Err(why) => return set_aside(client, row.id, &row.name, &why),
     };
-    let (mut after, mut pause_reason) = settle(&now_task, run.slot, &verdict);
+    let (mut after, mut pause_reason) = settle(&now_task, record.slot, verdict);
     if now_task.status == Status::Paused && after.status == Status::Scheduled {
         after.status = Status::Paused;
         pause_reason = None;
     }
-    // The run row is written; this moves the task on.
     let again = RunRecord { xmin: now_task.xmin, run_id: None, logged: false, after, pause_reason, ..record };
     record::record(client, std::slice::from_ref(&again)).unwrap_or_else(|e| error!("{e}"));
 }

@@ -1,12 +1,14 @@
-//! One step of a pool worker: a transaction that claims due tasks one after
-//! another, runs each in a subtransaction of its own and records it, and
-//! commits them together; or, for a non-transactional task, the claim's
-//! transaction, the run outside any transaction, and the record's.
+//! One step of a pool worker: a transaction that finds the first due tasks,
+//! claims them one after another, runs each in a subtransaction of its own,
+//! records them all in one statement, and commits them together; or, for a
+//! non-transactional task, the claim's transaction, the run outside any
+//! transaction, and the record's.
 //!
-//! Sharing a commit among trivial tasks roughly halves their cost; the time
-//! budget keeps the effects of the first from waiting long for the commit.
-//! Each task is claimed only when its turn comes, so tasks not yet reached
-//! stay free for other workers: a long task holds up no other task's start.
+//! Sharing a commit and a record statement among trivial tasks costs a
+//! fraction of a transaction and a statement each; the time budget keeps
+//! the effects of the first from waiting long for the commit. Each task is
+//! claimed only when its turn comes, so tasks not yet reached stay free for
+//! other workers: a long task holds up no other task's start.
 //!
 //! Nothing a single task is or does may stop the step for the others: a
 //! claimed row that cannot be made a `Task`, or whose run cannot be
@@ -14,7 +16,8 @@
 
 use super::claim::{self, Task};
 use super::finish::{
-    Claimed, Verdict, WORKER_DIED, crashed, finish, log_start, now, on_board, pause_reason, set_aside,
+    Claimed, Ended, Verdict, WORKER_DIED, crashed, ended, finish, log_start, now, on_board, pause_reason, record_ended,
+    set_aside,
 };
 use super::record;
 use super::transaction;
@@ -23,6 +26,7 @@ use crate::executor::{self, Outcome, session, statements};
 use crate::shmem::databases;
 use crate::{guc, pg_schedule, shmem};
 use chrono::Utc;
+use mtask_core::candidates::Candidates;
 use mtask_core::lifecycle::Decision;
 use mtask_core::states::RunStatus;
 use pgrx::PgSqlErrorCode;
@@ -32,7 +36,8 @@ use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 /// Tasks that one transaction may run back to back, and for how long it may
-/// go on taking more.
+/// go on taking more. Past 64 subtransactions that wrote
+/// (PGPROC_MAX_CACHED_SUBXIDS), every other backend's snapshots get slower.
 const MAX_BATCH: usize = 64;
 const BATCH_BUDGET: Duration = Duration::from_millis(5);
 
@@ -64,6 +69,7 @@ pub struct Stepper {
     single_steps: usize,
     /// This worker has started a run, or ended a step.
     arrived: Cell<bool>,
+    candidates: Candidates,
 }
 
 /// What the claim's transaction leaves to do.
@@ -79,11 +85,12 @@ enum Next {
     Retire,
 }
 
-/// What taking one due task did.
+/// What taking one candidate did.
 enum Taken {
-    /// Nothing is due.
-    Nothing,
-    /// A task ran (or was passed over, or set aside) and was recorded.
+    /// Another worker has it, or it is no longer due.
+    Gone,
+    /// A task ran (or was passed over, or set aside); its run, if any, is
+    /// recorded with the batch's.
     Done,
     /// A non-transactional task is claimed, to run after the commit.
     RunOutside,
@@ -104,6 +111,8 @@ impl Stepper {
         let mut done = 0;
         let batch = if self.single_steps > 0 { 1 } else { MAX_BATCH };
         self.single_steps = self.single_steps.saturating_sub(1);
+        let candidates = &mut self.candidates;
+        candidates.begin_step(Instant::now());
         let result = transaction::run(|| {
             if !schema.ready() {
                 return Next::NotReady;
@@ -111,27 +120,48 @@ impl Stepper {
             let horizon = horizon.and_then(|t| TimestampWithTimeZone::try_from(t).ok());
             Spi::connect_mut(|client| {
                 let begun = Instant::now();
-                loop {
-                    match take_one(client, &claimed, done == 0, horizon, &self.arrived) {
-                        Taken::Nothing => {
-                            if done == 0 {
-                                // Idle: a good moment to close runs whose worker died.
-                                recover_orphans(client);
-                            }
-                            return Next::Nothing(record::next_due(client, horizon).unwrap_or_else(|e| error!("{e}")));
+                let mut ran = Vec::with_capacity(batch);
+                let next = loop {
+                    let walk = |limit, offset| {
+                        claim::candidates(client, horizon, limit, offset).unwrap_or_else(|e| error!("{e}"))
+                    };
+                    let Some(id) = candidates.next(Instant::now(), walk) else {
+                        if done > 0 {
+                            break Next::Sleep(Duration::ZERO);
                         }
-                        Taken::RunOutside => return Next::RunOutside,
-                        Taken::Yield => return Next::Retire,
-                        Taken::Learned => return Next::Sleep(Duration::ZERO),
-                        Taken::Done => done += 1,
+                        // Idle: a good moment to close runs whose worker died.
+                        recover_orphans(client);
+                        break Next::Nothing(record::next_due(client, horizon).unwrap_or_else(|e| error!("{e}")));
+                    };
+                    let stop = match take_one(client, id, &claimed, done == 0, horizon, &self.arrived, &mut ran) {
+                        Taken::Gone => None,
+                        Taken::Done => {
+                            done += 1;
+                            candidates.took();
+                            None
+                        }
+                        Taken::RunOutside => Some(Next::RunOutside),
+                        Taken::Yield => Some(Next::Retire),
+                        Taken::Learned => Some(Next::Sleep(Duration::ZERO)),
+                    };
+                    if let Some(next) = stop {
+                        break next;
                     }
-                    if done >= batch || begun.elapsed() >= BATCH_BUDGET {
-                        return Next::Sleep(Duration::ZERO);
+                    // Not before a run: passing candidates that other workers
+                    // hold does not use up the budget, or a step could never
+                    // get past them.
+                    if done >= batch || (done > 0 && begun.elapsed() >= BATCH_BUDGET) {
+                        break Next::Sleep(Duration::ZERO);
                     }
-                }
+                };
+                record_ended(client, ran);
+                next
             })
         });
         let runs = if result.is_ok() { done } else { 0 };
+        if runs == 0 || !matches!(result, Ok(Next::Sleep(_))) {
+            self.candidates.forget();
+        }
         let mut retire = false;
         let mut found = Found::Work;
         let sleep = match result {
@@ -209,18 +239,21 @@ fn record_apart(run: &Claimed, outcome: Outcome) -> Duration {
     }
 }
 
-/// Claims the next due task and runs it (or passes it over) in the current
-/// transaction; a non-transactional task only when it is the first.
+/// Claims candidate `id` and runs it (or passes it over) in the current
+/// transaction, adding its run to `ran`; a top-level task only when it is
+/// the first.
 fn take_one(
     client: &mut SpiClient<'_>,
+    id: i64,
     claimed: &RefCell<Option<Claimed>>,
     first: bool,
     horizon: Option<TimestampWithTimeZone>,
     arrived: &Cell<bool>,
+    ran: &mut Vec<Ended>,
 ) -> Taken {
     claimed.replace(None);
-    let Some(row) = claim::claim(client, first, horizon).unwrap_or_else(|e| error!("{e}")) else {
-        return Taken::Nothing;
+    let Some(row) = claim::claim(client, id, first, horizon).unwrap_or_else(|e| error!("{e}")) else {
+        return Taken::Gone;
     };
     let task = match Task::from_row(&row) {
         Ok(task) => task,
@@ -241,7 +274,7 @@ fn take_one(
         let slot = instant(crash.scheduled_for).and_then(pg_schedule::to_chrono).unwrap_or(task.due);
         let started = instant(crash.started_at).unwrap_or(started);
         let run = Claimed { task, slot, started, run_id: None };
-        finish(client, &run, crashed(), Verdict::Crashed);
+        ran.push(ended(&run, crashed(), Verdict::Crashed));
         return Taken::Done;
     }
     let slot = match task.timing.before_run(task.due, pg_schedule::instant_or_raise("now", started), guc::catchup()) {
@@ -262,7 +295,7 @@ fn take_one(
     if let Some((failure, remedy)) = task.refusal() {
         let reason = pause_reason(&failure, remedy);
         let run = Claimed { task, slot, started, run_id: None };
-        finish(client, &run, Outcome::failed(failure), Verdict::Refused(reason));
+        ran.push(ended(&run, Outcome::failed(failure), Verdict::Refused(reason)));
         return Taken::Done;
     }
     session::runs_as(task.owner);
@@ -297,7 +330,7 @@ fn take_one(
         return Taken::Learned;
     }
     let verdict = Verdict::Ran { succeeded: outcome.status == RunStatus::Succeeded };
-    finish(client, run, outcome, verdict);
+    ran.push(ended(run, outcome, verdict));
     Taken::Done
 }
 
