@@ -61,13 +61,25 @@ next_minute() {
     sql "SELECT date_trunc('minute', now() + interval '20 seconds') + interval '1 minute'"
 }
 
-# CPU seconds (user + system) used so far by the processes of a backend type.
-cpu_of() {
-    local total=0 pid
+# CPU seconds (user + system) used so far by each process of a backend
+# type, as "pid seconds" lines.
+cpu_by_pid() {
+    local pid
     for pid in $(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'"); do
-        total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / hz }' "/proc/$pid/stat")
+        awk -v p="$pid" -v hz="$(getconf CLK_TCK)" '{ print p, ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || true
     done
-    echo "$total"
+}
+
+# Their sum.
+cpu_of() { cpu_by_pid "$1" | awk '{ t += $2 } END { print t + 0 }'; }
+
+# CPU used between two cpu_by_pid samples $1 and $2 by the processes alive
+# at the second: the difference for those in both, all of it for those
+# started since. (Summing each sample instead went negative when a worker
+# left for idleness in between, taking its CPU with it.)
+cpu_between() {
+    awk 'NR == FNR { a[$1] = $2; next } { d += $2 - ($1 in a ? a[$1] : 0) } END { printf "%.4f", d + 0 }' \
+        <(echo "$1") <(echo "$2")
 }
 
 # Anonymous (private) resident memory of the mtask workers, in kB.
@@ -191,12 +203,12 @@ if want idle; then
     sql "SELECT count(mtask.schedule_at('f' || i, now() + interval '1 day', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
     sql "SELECT count(cron.schedule('f' || i, '0 0 1 1 *', 'SELECT 1')) FROM generate_series(1, 10000) i" >/dev/null
     sleep 2
-    mtask_cpu() { awk -v a="$(cpu_of 'mtask worker')" -v b="$(cpu_of 'mtask scheduler')" 'BEGIN { print a + b }'; }
-    m0=$(mtask_cpu); c0=$(cpu_of 'pg_cron scheduler')
+    mtask_cpu() { cpu_by_pid 'mtask worker'; cpu_by_pid 'mtask scheduler'; }
+    m0=$(mtask_cpu); c0=$(cpu_by_pid 'pg_cron scheduler')
     sleep "$IDLE_SECONDS"
-    m1=$(mtask_cpu); c1=$(cpu_of 'pg_cron scheduler')
-    add idle "$(awk -v m0="$m0" -v m1="$m1" -v c0="$c0" -v c1="$c1" -v s="$IDLE_SECONDS" 'BEGIN {
-        printf "{\"seconds\": %d, \"mtask_cpu_s_per_min\": %.4f, \"pg_cron_cpu_s_per_min\": %.4f}", s, (m1 - m0) * 60 / s, (c1 - c0) * 60 / s }')"
+    m1=$(mtask_cpu); c1=$(cpu_by_pid 'pg_cron scheduler')
+    add idle "$(awk -v m="$(cpu_between "$m0" "$m1")" -v c="$(cpu_between "$c0" "$c1")" -v s="$IDLE_SECONDS" 'BEGIN {
+        printf "{\"seconds\": %d, \"mtask_cpu_s_per_min\": %.4f, \"pg_cron_cpu_s_per_min\": %.4f}", s, m * 60 / s, c * 60 / s }')"
     sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
 fi
 
