@@ -270,6 +270,28 @@ fn a_failure_at_commit_is_pinned_on_its_task() {
     assert_eq!(c.sql("SELECT count(*) FROM child"), "0");
 }
 
+/// A top-level task runs only as the first of a step: met in the middle of
+/// a batch of quick tasks, it ends the batch and runs next, top-level.
+#[test]
+fn a_top_level_task_among_quick_ones_runs_top_level_and_each_task_once() {
+    let c = Cluster::with_hits("mtask.enabled = off\nmtask.max_workers = 1");
+    c.sql(
+        "INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 'quick' || n, format('INSERT INTO hits VALUES (%L)', n), now() - interval '1 minute' + n * interval '1 ms'
+         FROM generate_series(1, 20) n;
+         INSERT INTO mtask.tasks (name, command, start_at)
+         VALUES ('vacuum', 'VACUUM hits; INSERT INTO hits VALUES (''vacuum'')', now() - interval '1 minute' + interval '1.5 ms')",
+    );
+    c.sql("ALTER SYSTEM SET mtask.enabled = on");
+    c.sql("SELECT pg_reload_conf()");
+    c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "21");
+    assert_eq!(
+        c.sql("SELECT r.status, r.top_level FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'vacuum'"),
+        "succeeded|t"
+    );
+    assert_eq!(c.sql("SELECT count(*), count(DISTINCT task) FROM hits"), "21|21");
+}
+
 /// A worker finds its candidates 256 at a time, unlocked, and claims each by
 /// id: when every one of them is locked elsewhere, it looks past them.
 #[test]

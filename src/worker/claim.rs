@@ -123,7 +123,7 @@ fn candidates_sql() -> &'static str {
 }
 
 /// One candidate, locked, if it is still due and no other worker has it
-/// (SKIP LOCKED); a top-level one only if $2. Each task is claimed only
+/// (SKIP LOCKED). Each task is claimed only
 /// when its turn in the batch comes, so that the candidates not yet reached
 /// stay free for other workers, and a long task holds up no other's start.
 ///
@@ -136,7 +136,7 @@ fn claim_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "SELECT {SELECT_LIST} FROM mtask.tasks
-             WHERE id = $3 AND status || '' = 'scheduled' AND {DUE} AND (NOT top_level OR $2)
+             WHERE id = $2 AND status || '' = 'scheduled' AND {DUE}
              FOR UPDATE SKIP LOCKED"
         )
     })
@@ -167,16 +167,14 @@ pub fn candidates(
     rows.iter().map(|row| row.get::<i64>(1)).filter_map(Result::transpose).collect()
 }
 
-/// Candidate `id`, locked, if it is still due and free; a non-transactional
-/// one only if `any_kind`.
+/// Candidate `id`, locked, if it is still due and free.
 pub fn claim(
     client: &mut SpiClient<'_>,
     id: i64,
-    any_kind: bool,
     horizon: Option<TimestampWithTimeZone>,
 ) -> SpiResult<Option<TaskRow>> {
-    let args = [horizon_arg(horizon), DatumWithOid::from(any_kind), DatumWithOid::from(id)];
-    let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::BOOLOID, PgBuiltInOids::INT8OID];
+    let args = [horizon_arg(horizon), DatumWithOid::from(id)];
+    let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::INT8OID];
     let rows = plans::execute(client, claim_sql(), &types, Some(1), &args)?;
     rows.first().map(TaskRow::read).transpose()
 }

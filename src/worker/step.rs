@@ -100,6 +100,9 @@ enum Taken {
     /// The task turned out to need to run top-level; it is left due, to be
     /// claimed again as such.
     Learned,
+    /// A top-level task, which runs only as the first of a step: it is left
+    /// due, for the next step to claim first.
+    Later,
 }
 
 impl Stepper {
@@ -142,7 +145,12 @@ impl Stepper {
                         }
                         Taken::RunOutside => Some(Next::RunOutside),
                         Taken::Yield => Some(Next::Retire),
-                        Taken::Learned => Some(Next::Sleep(Duration::ZERO)),
+                        // The next step walks the index afresh, so that it
+                        // finds this task before any due after it.
+                        Taken::Learned | Taken::Later => {
+                            candidates.forget();
+                            Some(Next::Sleep(Duration::ZERO))
+                        }
                     };
                     if let Some(next) = stop {
                         break next;
@@ -240,8 +248,8 @@ fn record_apart(run: &Claimed, outcome: Outcome) -> Duration {
 }
 
 /// Claims candidate `id` and runs it (or passes it over) in the current
-/// transaction, adding its run to `ran`; a top-level task only when it is
-/// the first.
+/// transaction, adding its run to `ran`; a top-level task only as the
+/// step's first.
 fn take_one(
     client: &mut SpiClient<'_>,
     id: i64,
@@ -251,17 +259,23 @@ fn take_one(
     arrived: &Cell<bool>,
     ran: &mut Vec<Ended>,
 ) -> Taken {
-    claimed.replace(None);
-    let Some(row) = claim::claim(client, id, first, horizon).unwrap_or_else(|e| error!("{e}")) else {
+    // A candidate passed leaves `claimed` as it was: if the transaction then
+    // fails, the run before it is still the one to blame.
+    let Some(row) = claim::claim(client, id, horizon).unwrap_or_else(|e| error!("{e}")) else {
         return Taken::Gone;
     };
     let task = match Task::from_row(&row) {
         Ok(task) => task,
         Err(why) => {
+            claimed.replace(None);
             set_aside(client, row.id, &row.name, &why);
             return Taken::Done;
         }
     };
+    if task.top_level && !first {
+        return Taken::Later;
+    }
+    claimed.replace(None);
     if !session::may_run_as(task.owner) {
         return Taken::Yield;
     }
