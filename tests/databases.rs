@@ -137,8 +137,10 @@ fn held_database_gets_a_second_worker(max_workers: usize, others: &str) {
         c.sql(&format!("CREATE DATABASE {db}"));
         c.sql_in(db, "CREATE EXTENSION mtask");
     }
+    c.sql_in("a", "CREATE TABLE go ()");
     c.sql_in("a", others);
     c.wait_for(&format!("{WORKERS} AND datname = 'a'"), &max_workers.to_string());
+    c.sql_in("a", "INSERT INTO go DEFAULT VALUES");
     c.sql_in("b", "SELECT mtask.schedule_at('hold', now(), 'SELECT pg_sleep(3600)')");
     c.wait_for_in("b", "SELECT count(*) FROM mtask.running WHERE name = 'hold'", "1");
     c.sql_in("b", "SELECT mtask.schedule_at('quick ' || i, now(), 'SELECT 1') FROM generate_series(1, 5) i");
@@ -150,9 +152,14 @@ fn held_database_gets_a_second_worker(max_workers: usize, others: &str) {
 #[test]
 fn a_database_held_by_a_long_task_gets_a_place_of_an_idle_worker_elsewhere() {
     // Three workers of `a` ran a task each and then idle (for an hour).
+    // Each task holds its worker until the test has seen all three, so that
+    // no task ends before the third worker has started, however slow the
+    // machine.
     held_database_gets_a_second_worker(
         3,
-        "SELECT mtask.schedule_at('t' || i, now(), 'SELECT pg_sleep(1)') FROM generate_series(1, 3) i",
+        "SELECT mtask.schedule_at('t' || i, now(),
+             'DO $$ BEGIN WHILE NOT EXISTS (SELECT FROM go) LOOP PERFORM pg_sleep(0.01); END LOOP; END $$')
+         FROM generate_series(1, 3) i",
     );
 }
 
