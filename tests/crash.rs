@@ -16,8 +16,7 @@ fn loaded() -> Cluster {
         "INSERT INTO mtask.tasks (name, command, start_at)
          SELECT 'n' || n, format('INSERT INTO hits VALUES (%s)', n), now() FROM generate_series(1, {TASKS}) n"
     ));
-    c.sql("ALTER SYSTEM SET mtask.enabled = on");
-    c.sql("SELECT pg_reload_conf()");
+    c.enable_mtask();
     // Mid-batch: some tasks have run, not all.
     c.wait_for("SELECT count(*) >= 200 FROM hits", "t");
     c

@@ -257,8 +257,7 @@ fn a_failure_at_commit_is_pinned_on_its_task() {
          INSERT INTO mtask.tasks (name, command, start_at)
          SELECT 'good' || n, format('INSERT INTO hits VALUES (%L)', n), now() FROM generate_series(11, 20) n",
     );
-    c.sql("ALTER SYSTEM SET mtask.enabled = on");
-    c.sql("SELECT pg_reload_conf()");
+    c.enable_mtask();
     c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status IN ('done', 'failed')", "21");
     assert_eq!(c.sql("SELECT status, last_status, run_count FROM mtask.tasks WHERE name = 'bad'"), "failed|failed|1");
     assert_eq!(
@@ -282,8 +281,7 @@ fn a_top_level_task_among_quick_ones_runs_top_level_and_each_task_once() {
          INSERT INTO mtask.tasks (name, command, start_at)
          VALUES ('vacuum', 'VACUUM hits; INSERT INTO hits VALUES (''vacuum'')', now() - interval '1 minute' + interval '1.5 ms')",
     );
-    c.sql("ALTER SYSTEM SET mtask.enabled = on");
-    c.sql("SELECT pg_reload_conf()");
+    c.enable_mtask();
     c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "21");
     assert_eq!(
         c.sql("SELECT r.status, r.top_level FROM mtask.runs r JOIN mtask.tasks t ON t.id = r.task_id WHERE t.name = 'vacuum'"),
@@ -311,8 +309,7 @@ fn a_due_task_behind_more_locked_ones_than_one_walk_finds_still_runs() {
         .spawn()
         .expect("psql starts");
     c.wait_for("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'", "1");
-    c.sql("ALTER SYSTEM SET mtask.enabled = on");
-    c.sql("SELECT pg_reload_conf()");
+    c.enable_mtask();
     c.wait_for("SELECT count(*) FROM hits WHERE task = 'free'", "1");
     assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 'locked'"), "0");
     c.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'");
@@ -332,8 +329,7 @@ fn busy_workers_vacuum_the_tasks_table() {
          SELECT 'n' || n, 'SELECT 1', now() FROM generate_series(1, 10500) n",
     );
     assert_eq!(c.sql("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'tasks'"), "0");
-    c.sql("ALTER SYSTEM SET mtask.enabled = on");
-    c.sql("SELECT pg_reload_conf()");
+    c.enable_mtask();
     c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "10500");
     c.wait_for("SELECT vacuum_count > 0 FROM pg_stat_user_tables WHERE relname = 'tasks'", "t");
 }

@@ -302,8 +302,7 @@ fn settings_reload_on_sighup() {
     let warning = c.sql_stderr("SELECT mtask.schedule_at('x', now(), $$INSERT INTO hits VALUES ('x')$$)");
     assert!(warning.contains("mtask.enabled is off"), "{warning}");
     assert_eq!(c.sql("SELECT run_count FROM mtask.tasks"), "0");
-    c.sql("ALTER SYSTEM SET mtask.enabled = on");
-    c.sql("SELECT pg_reload_conf()");
+    c.enable_mtask();
     c.wait_for("SELECT count(*) FROM hits", "1");
 }
 

@@ -301,6 +301,13 @@ impl Cluster {
             .unwrap()
     }
 
+    /// Turns the workers on (mtask.enabled) in a cluster started with them off,
+    /// once the test has set up what they are to find.
+    pub fn enable_mtask(&self) {
+        self.sql("ALTER SYSTEM SET mtask.enabled = on");
+        self.sql("SELECT pg_reload_conf()");
+    }
+
     /// A libpq connection string for the `postgres` database as `postgres`.
     pub fn conninfo(&self) -> String {
         format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
