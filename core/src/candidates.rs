@@ -8,7 +8,9 @@
 //! keeps that cost from growing with the square of the backlog.
 //!
 //! Candidates are hints: the worker claims each by id under its row lock,
-//! and only if it is still due and free. Kept from one step to the next,
+//! and only if it is still due and free. A candidate is whatever the walk
+//! read of the task (its row, unlocked), which the claim tells apart from
+//! the row as it is now. Kept from one step to the next,
 //! they can miss only a task due before them that appeared since the walk
 //! (one that another worker let go, say); `MAX_AGE` bounds how long that
 //! task waits.
@@ -21,9 +23,8 @@ pub const WALK: usize = 256;
 /// How long found candidates stay good.
 pub const MAX_AGE: Duration = Duration::from_millis(50);
 
-#[derive(Default)]
-pub struct Candidates {
-    ids: VecDeque<i64>,
+pub struct Candidates<T> {
+    ids: VecDeque<T>,
     found_at: Option<Instant>,
     /// The last walk found all it looked for: more may be due.
     full: bool,
@@ -35,7 +36,13 @@ pub struct Candidates {
     took: bool,
 }
 
-impl Candidates {
+impl<T> Default for Candidates<T> {
+    fn default() -> Self {
+        Candidates { ids: VecDeque::new(), found_at: None, full: false, offset: 0, walked: false, took: false }
+    }
+}
+
+impl<T> Candidates<T> {
     /// At the start of a step (a transaction), at `now`.
     pub fn begin_step(&mut self, now: Instant) {
         self.walked = false;
@@ -58,9 +65,9 @@ impl Candidates {
     }
 
     /// The next candidate; None when this step has no more to claim.
-    /// `walk(limit, offset)` gives the ids of `limit` due tasks in due
-    /// order after the first `offset`.
-    pub fn next(&mut self, now: Instant, walk: impl FnOnce(usize, usize) -> Vec<i64>) -> Option<i64> {
+    /// `walk(limit, offset)` gives `limit` due tasks in due order after
+    /// the first `offset`.
+    pub fn next(&mut self, now: Instant, walk: impl FnOnce(usize, usize) -> Vec<T>) -> Option<T> {
         if let Some(id) = self.ids.pop_front() {
             return Some(id);
         }
@@ -97,7 +104,7 @@ mod tests {
             Due { n, walks: Vec::new() }
         }
 
-        fn next(&mut self, c: &mut Candidates, now: Instant) -> Option<i64> {
+        fn next(&mut self, c: &mut Candidates<i64>, now: Instant) -> Option<i64> {
             let n = self.n;
             let walks = &mut self.walks;
             c.next(now, |limit, offset| {

@@ -85,7 +85,7 @@ task_row! {
     payload: opt String = "payload::text",
     event_id: opt i64 = "event_id",
     manual_from: opt String = "manual_from",
-        manual_next_run_at: opt TimestampWithTimeZone = "manual_next_run_at",
+    manual_next_run_at: opt TimestampWithTimeZone = "manual_next_run_at",
     database: opt String = "database",
 }
 
@@ -108,7 +108,7 @@ const DUE: &str = "next_run_at <= now() AND next_run_at <= $1
     AND (SELECT is_called FROM mtask.tasks_id_seq)
     AND ((SELECT is_called FROM mtask.runs_id_seq) OR NOT EXISTS (SELECT FROM mtask.runs))";
 
-/// The first due tasks in order, unlocked: a step's candidates. The partial
+/// The first due tasks in order, unlocked, whole: a step's candidates. The partial
 /// index tasks_due_idx (next_run_at, priority DESC, id) WHERE status =
 /// 'scheduled' hands them over without a sort. Due time first, so no task
 /// starves; priority only breaks ties.
@@ -119,13 +119,22 @@ const DUE: &str = "next_run_at <= now() AND next_run_at <= $1
 /// per task stepped over all the versions the runs before it left.
 fn candidates_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| format!("SELECT id FROM mtask.tasks WHERE status = 'scheduled' AND {DUE} ORDER BY next_run_at, priority DESC, id LIMIT $2 OFFSET $3"))
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {SELECT_LIST} FROM mtask.tasks WHERE status = 'scheduled' AND {DUE}
+             ORDER BY next_run_at, priority DESC, id LIMIT $2 OFFSET $3"
+        )
+    })
 }
 
-/// One candidate, locked, if it is still due and no other worker has it
-/// (SKIP LOCKED). Each task is claimed only
-/// when its turn in the batch comes, so that the candidates not yet reached
-/// stay free for other workers, and a long task holds up no other's start.
+/// Locks one candidate, if it is still due and no other worker has it
+/// (SKIP LOCKED), and says which version of its row it locked. Each task is
+/// claimed only when its turn in the batch comes, so that the candidates
+/// not yet reached stay free for other workers, and a long task holds up no
+/// other's start.
+///
+/// It reads no more than the version: the walk read the rest, and setting
+/// up a statement that returns the whole row cost more than running it.
 ///
 /// `status || ''` keeps the planner off tasks_due_idx, whose predicate
 /// `status = 'scheduled'` it would otherwise see implied: with `id` as a
@@ -135,7 +144,7 @@ fn claim_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
-            "SELECT {SELECT_LIST} FROM mtask.tasks
+            "SELECT xmin::text::bigint FROM mtask.tasks
              WHERE id = $2 AND status || '' = 'scheduled' AND {DUE}
              FOR UPDATE SKIP LOCKED"
         )
@@ -153,30 +162,36 @@ fn horizon_arg(horizon: Option<TimestampWithTimeZone>) -> DatumWithOid<'static> 
     DatumWithOid::from(horizon.unwrap_or(TimestampWithTimeZone::positive_infinity()))
 }
 
-/// The ids of `limit` due tasks in order after the first `offset`, none due
-/// after `horizon`.
+/// `limit` due tasks in order after the first `offset`, none due after
+/// `horizon`, as they were when read.
 pub fn candidates(
     client: &mut SpiClient<'_>,
     horizon: Option<TimestampWithTimeZone>,
     limit: usize,
     offset: usize,
-) -> SpiResult<Vec<i64>> {
+) -> SpiResult<Vec<TaskRow>> {
     let args = [horizon_arg(horizon), DatumWithOid::from(limit as i64), DatumWithOid::from(offset as i64)];
     let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::INT8OID, PgBuiltInOids::INT8OID];
     let rows = plans::execute(client, candidates_sql(), &types, None, &args)?;
-    rows.iter().map(|row| row.get::<i64>(1)).filter_map(Result::transpose).collect()
+    rows.iter().map(TaskRow::read).collect()
 }
 
-/// Candidate `id`, locked, if it is still due and free.
+/// Candidate `row`, locked, as it is now, if it is still due and free: the
+/// row itself when it has not changed since the walk read it, else read
+/// again.
 pub fn claim(
     client: &mut SpiClient<'_>,
-    id: i64,
+    row: TaskRow,
     horizon: Option<TimestampWithTimeZone>,
 ) -> SpiResult<Option<TaskRow>> {
-    let args = [horizon_arg(horizon), DatumWithOid::from(id)];
+    let args = [horizon_arg(horizon), DatumWithOid::from(row.id)];
     let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::INT8OID];
     let rows = plans::execute(client, claim_sql(), &types, Some(1), &args)?;
-    rows.first().map(TaskRow::read).transpose()
+    match plans::first::<i64>(&rows)? {
+        None => Ok(None),
+        Some(xmin) if xmin == row.xmin => Ok(Some(row)),
+        Some(_) => by_id(client, row.id),
+    }
 }
 
 /// Task `id`, locked; None if it is gone.

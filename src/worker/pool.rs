@@ -52,7 +52,7 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     shmem::attach(slot);
 
     let mut schema = SchemaCheck::new(database);
-    let mut stepper = Stepper::default();
+    let mut stepper = Stepper::new(slot);
     let mut vacuum = Vacuum::default();
     let mut purger = Purger::new();
     let mut idle_since: Option<Instant> = None;

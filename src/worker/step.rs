@@ -14,7 +14,7 @@
 //! claimed row that cannot be made a `Task`, or whose run cannot be
 //! recorded, is set aside (paused, with why) instead.
 
-use super::claim::{self, Task};
+use super::claim::{self, Task, TaskRow};
 use super::finish::{
     Claimed, Ended, Verdict, WORKER_DIED, crashed, ended, finish, log_start, now, on_board, pause_reason, record_ended,
     set_aside,
@@ -63,13 +63,18 @@ pub enum Found {
     Nothing { next: Option<i64> },
 }
 
-#[derive(Default)]
 pub struct Stepper {
+    me: Me,
     /// Steps left to run one task per transaction, after a batch failed.
     single_steps: usize,
-    /// This worker has started a run, or ended a step.
+    candidates: Candidates<TaskRow>,
+}
+
+/// The worker that steps.
+struct Me {
+    slot: usize,
+    /// It has started a run, or ended a step.
     arrived: Cell<bool>,
-    candidates: Candidates,
 }
 
 /// What the claim's transaction leaves to do.
@@ -106,6 +111,11 @@ enum Taken {
 }
 
 impl Stepper {
+    pub fn new(slot: usize) -> Stepper {
+        shmem::list_claims_in(slot);
+        Stepper { me: Me { slot, arrived: Cell::new(false) }, single_steps: 0, candidates: Candidates::default() }
+    }
+
     /// Claims and runs due tasks, several in one transaction when they are
     /// quick.
     /// `horizon` (timestamptz microseconds): claim no task due later.
@@ -116,6 +126,8 @@ impl Stepper {
         self.single_steps = self.single_steps.saturating_sub(1);
         let candidates = &mut self.candidates;
         candidates.begin_step(Instant::now());
+        let slot = self.me.slot;
+        shmem::claims_end(slot);
         let result = transaction::run(|| {
             if !schema.ready() {
                 return Next::NotReady;
@@ -128,7 +140,7 @@ impl Stepper {
                     let walk = |limit, offset| {
                         claim::candidates(client, horizon, limit, offset).unwrap_or_else(|e| error!("{e}"))
                     };
-                    let Some(id) = candidates.next(Instant::now(), walk) else {
+                    let Some(candidate) = candidates.next(Instant::now(), walk) else {
                         if done > 0 {
                             break Next::Sleep(Duration::ZERO);
                         }
@@ -136,7 +148,7 @@ impl Stepper {
                         recover_orphans(client);
                         break Next::Nothing(record::next_due(client, horizon).unwrap_or_else(|e| error!("{e}")));
                     };
-                    let stop = match take_one(client, id, &claimed, done == 0, horizon, &self.arrived, &mut ran) {
+                    let stop = match take_one(client, candidate, &claimed, done == 0, horizon, &self.me, &mut ran) {
                         Taken::Gone => None,
                         Taken::Done => {
                             done += 1;
@@ -166,6 +178,7 @@ impl Stepper {
                 next
             })
         });
+        shmem::claims_end(slot);
         let runs = if result.is_ok() { done } else { 0 };
         if runs == 0 || !matches!(result, Ok(Next::Sleep(_))) {
             self.candidates.forget();
@@ -215,7 +228,7 @@ impl Stepper {
                 }
             },
         };
-        arrive(&self.arrived);
+        arrive(&self.me.arrived);
         Stepped { runs, sleep, found, retire }
     }
 }
@@ -247,23 +260,27 @@ fn record_apart(run: &Claimed, outcome: Outcome) -> Duration {
     }
 }
 
-/// Claims candidate `id` and runs it (or passes it over) in the current
+/// Claims `candidate` and runs it (or passes it over) in the current
 /// transaction, adding its run to `ran`; a top-level task only as the
 /// step's first.
 fn take_one(
     client: &mut SpiClient<'_>,
-    id: i64,
+    candidate: TaskRow,
     claimed: &RefCell<Option<Claimed>>,
     first: bool,
     horizon: Option<TimestampWithTimeZone>,
-    arrived: &Cell<bool>,
+    me: &Me,
     ran: &mut Vec<Ended>,
 ) -> Taken {
     // A candidate passed leaves `claimed` as it was: if the transaction then
     // fails, the run before it is still the one to blame.
-    let Some(row) = claim::claim(client, id, horizon).unwrap_or_else(|e| error!("{e}")) else {
+    if shmem::claimed_by_another(me.slot, candidate.id) {
+        return Taken::Gone;
+    }
+    let Some(row) = claim::claim(client, candidate, horizon).unwrap_or_else(|e| error!("{e}")) else {
         return Taken::Gone;
     };
+    shmem::claimed(me.slot, row.id);
     let task = match Task::from_row(&row) {
         Ok(task) => task,
         Err(why) => {
@@ -282,7 +299,7 @@ fn take_one(
     // One instant for the decision and the run's start, so that a run
     // never starts after the end_at it was allowed under.
     let started = now();
-    arrive(arrived);
+    arrive(&me.arrived);
     if let Some(crash) = shmem::crashed_run(unsafe { pg_sys::MyDatabaseId }, task.id) {
         let instant = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
         let slot = instant(crash.scheduled_for).and_then(pg_schedule::to_chrono).unwrap_or(task.due);
