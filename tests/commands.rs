@@ -118,3 +118,43 @@ fn reboot_tasks_run_once_each_time_the_server_starts() {
     ran_after(&c, "relaunched");
     assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 'boot'"), "2");
 }
+
+/// A command run again and again is planned once by a worker and its plan
+/// kept (src/executor/command_plans.rs). Each run must still see what a
+/// fresh plan would: a table of another shape, a privilege gone, a table
+/// created since that its name now finds first.
+#[test]
+fn a_kept_plan_sees_what_changed_since_it_was_planned() {
+    let c = Cluster::start("mtask.max_workers = 1");
+    c.sql(
+        "CREATE EXTENSION mtask;
+         CREATE ROLE alice; GRANT USAGE ON SCHEMA mtask TO alice; CREATE SCHEMA alice AUTHORIZATION alice;
+         CREATE TABLE t (v int); GRANT INSERT, SELECT ON t TO alice",
+    );
+    let run = |n: usize| -> String {
+        let id = c.sql(&format!("SET ROLE alice; SELECT mtask.schedule_at('r{n}', now(), 'INSERT INTO t VALUES (1)')"));
+        c.wait_for(&format!("SELECT count(*) FROM mtask.runs WHERE task_id = {id}"), "1");
+        c.sql(&format!("SELECT status || coalesce(' ' || sqlstate, '') FROM mtask.runs WHERE task_id = {id}"))
+    };
+    // Run often enough to be kept, and then from the kept plan.
+    for n in 0..4 {
+        assert_eq!(run(n), "succeeded");
+    }
+    c.sql("DROP TABLE t; CREATE TABLE t (v text, w int DEFAULT 7); GRANT INSERT ON t TO alice");
+    assert_eq!(run(4), "succeeded");
+    assert_eq!(c.sql("SELECT string_agg(v || ':' || w, ',') FROM t"), "1:7");
+    c.sql("REVOKE INSERT ON t FROM alice");
+    assert_eq!(run(5), "failed 42501");
+    c.sql("GRANT INSERT ON t TO alice");
+    for n in 6..9 {
+        assert_eq!(run(n), "succeeded");
+    }
+    // alice.t comes before public.t in the task's search_path ("$user",
+    // public), and nothing touches public.t: from now on the command's t
+    // is alice's all the same.
+    c.sql("SET ROLE alice; CREATE TABLE alice.t (v int)");
+    assert_eq!(run(9), "succeeded");
+    assert_eq!(run(10), "succeeded");
+    assert_eq!(c.sql("SELECT count(*) FROM alice.t"), "2");
+    assert_eq!(c.sql("SELECT count(*) FROM public.t"), "4");
+}

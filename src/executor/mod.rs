@@ -9,6 +9,7 @@
 //!   a program (`program.rs`), or a command in another database
 //!   (`elsewhere.rs`).
 
+mod command_plans;
 mod context;
 pub mod elsewhere;
 pub mod in_procedure;

@@ -21,6 +21,22 @@ pub fn is_one_call(command: &str) -> bool {
     matches!(parse(command).as_slice(), [stmt] if unsafe { (**stmt).type_ } == NodeTag::T_CallStmt)
 }
 
+/// Whether `command` is one query the planner plans (SELECT, INSERT,
+/// UPDATE, DELETE), which can be planned once and run again and again: no
+/// utility statement, and no SELECT INTO, which creates a table.
+pub fn is_one_query(command: &str) -> bool {
+    let [stmt] = parse(command)[..] else {
+        return false;
+    };
+    unsafe {
+        match (*stmt).type_ {
+            NodeTag::T_SelectStmt => (*stmt.cast::<pg_sys::SelectStmt>()).intoClause.is_null(),
+            NodeTag::T_InsertStmt | NodeTag::T_UpdateStmt | NodeTag::T_DeleteStmt => true,
+            _ => false,
+        }
+    }
+}
+
 /// The tag psql would print for `command` when its last statement
 /// processed `rows` rows, e.g. "INSERT 0 1", "SELECT 3", "VACUUM".
 pub fn completion_tag(command: &str, rows: i64) -> Option<String> {

@@ -4,6 +4,7 @@
 //! command's effects and its record commit together. What else the command
 //! leaves in the session is the caller's to clean (the worker does).
 
+use super::command_plans;
 use super::context::Keeper;
 use super::timer::Timer;
 use super::{Outcome, session};
@@ -35,7 +36,7 @@ pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid, timeou
             // LOCAL_USERID_CHANGE also forbids SET ROLE and SET SESSION
             // AUTHORIZATION, so the command cannot climb back to our user.
             pg_sys::SetUserIdAndSecContext(owner, caller_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-            let rows = client.update(command, None, &[]).map(|t| t.len() as i64);
+            let rows = command_plans::run(client, command, owner);
             pg_sys::AtEOXact_GUC(false, guc_level);
             pg_sys::SetUserIdAndSecContext(caller_uid, caller_sec);
             rows.map_err(|e| Failure::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))

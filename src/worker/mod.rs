@@ -12,7 +12,7 @@ pub mod claim;
 pub mod finish;
 mod launcher;
 mod maintenance;
-mod plans;
+pub(crate) mod plans;
 mod pool;
 pub mod record;
 mod retention;

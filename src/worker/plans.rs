@@ -34,21 +34,38 @@ pub fn execute<'conn>(
             return Ok(*plan);
         }
         let text = CString::new(sql).expect("the scheduler's SQL has no zero byte");
-        let mut oids: Vec<pg_sys::Oid> = types.iter().map(|t| pg_sys::Oid::from(*t as u32)).collect();
-        let plan = unsafe {
-            pg_sys::SPI_prepare_cursor(
-                text.as_ptr(),
-                oids.len() as i32,
-                oids.as_mut_ptr(),
-                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
-            )
-        };
-        if plan.is_null() || unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
-            return Err(SpiError::PreparedStatementArgumentMismatch { expected: types.len(), got: args.len() });
-        }
+        let plan = keep(&text, types, pg_sys::CURSOR_OPT_GENERIC_PLAN)
+            .ok_or(SpiError::PreparedStatementArgumentMismatch { expected: types.len(), got: args.len() })?;
         plans.insert(sql, plan);
         Ok(plan)
     })?;
+    run(plan, args, limit)?;
+    unsafe {
+        let table = pg_sys::SPI_tuptable;
+        if table.is_null() {
+            return Ok(Vec::new());
+        }
+        (0..pg_sys::SPI_processed as usize)
+            .map(|i| {
+                SpiHeapTupleData::new((*table).tupdesc, *(*table).vals.add(i))
+                    .map(|row| row.expect("SPI returned a row with its descriptor"))
+            })
+            .collect()
+    }
+}
+
+/// `sql` planned and kept for the backend's life (until `SPI_freeplan`);
+/// None if SPI would not keep it. An ERROR in it is raised.
+pub fn keep(sql: &std::ffi::CStr, types: &[PgBuiltInOids], options: u32) -> Option<pg_sys::SPIPlanPtr> {
+    let mut oids: Vec<pg_sys::Oid> = types.iter().map(|t| pg_sys::Oid::from(*t as u32)).collect();
+    let plan =
+        unsafe { pg_sys::SPI_prepare_cursor(sql.as_ptr(), oids.len() as i32, oids.as_mut_ptr(), options as i32) };
+    (!plan.is_null() && unsafe { pg_sys::SPI_keepplan(plan) } == 0).then_some(plan)
+}
+
+/// Runs a kept plan; its rows, if any, are in SPI_tuptable, and how many it
+/// processed in SPI_processed.
+pub fn run(plan: pg_sys::SPIPlanPtr, args: &[DatumWithOid], limit: Option<i64>) -> SpiResult<()> {
     let (mut values, mut nulls): (Vec<pg_sys::Datum>, Vec<std::ffi::c_char>) = args
         .iter()
         .map(|a| match a.datum() {
@@ -64,17 +81,8 @@ pub fn execute<'conn>(
                 pgrx::spi::SpiErrorCodes::try_from(status).unwrap_or(pgrx::spi::SpiErrorCodes::Unconnected),
             ));
         }
-        let table = pg_sys::SPI_tuptable;
-        if table.is_null() {
-            return Ok(Vec::new());
-        }
-        (0..pg_sys::SPI_processed as usize)
-            .map(|i| {
-                SpiHeapTupleData::new((*table).tupdesc, *(*table).vals.add(i))
-                    .map(|row| row.expect("SPI returned a row with its descriptor"))
-            })
-            .collect()
     }
+    Ok(())
 }
 
 /// The first column of the first row, if there is one.
