@@ -333,3 +333,27 @@ fn busy_workers_vacuum_the_tasks_table() {
     c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "10500");
     c.wait_for("SELECT vacuum_count > 0 FROM pg_stat_user_tables WHERE relname = 'tasks'", "t");
 }
+
+/// Tasks found due by the first worker of a database, all at once, get the
+/// pool's second worker too, though nothing commits meanwhile to wake the
+/// launcher: the first worker stays busy from its first step on. (The
+/// launcher once slept a minute there, and a drain ran on one worker.)
+#[test]
+fn due_tasks_found_by_a_new_worker_get_the_pools_other_worker() {
+    let c = Cluster::with_hits("mtask.enabled = off\nmtask.max_workers = 2");
+    c.sql(
+        "CREATE TABLE go ();
+         INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 'held' || n, $o$DO $d$ BEGIN WHILE NOT EXISTS (SELECT FROM go) LOOP PERFORM pg_sleep(0.01); END LOOP; END $d$$o$, now()
+         FROM generate_series(1, 2) n",
+    );
+    c.enable_mtask();
+    c.wait_for_within(
+        "postgres",
+        std::time::Duration::from_secs(20),
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker' AND query LIKE '%FROM go%'",
+        "2",
+    );
+    c.sql("INSERT INTO go DEFAULT VALUES");
+    c.wait_for("SELECT count(DISTINCT pid) FROM mtask.runs WHERE status = 'succeeded'", "2");
+}

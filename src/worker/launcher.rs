@@ -193,6 +193,12 @@ impl Launcher {
                     ..=0 => more.push(d),
                     lag => sleep = sleep.min(Duration::from_micros(lag as u64)),
                 }
+            } else if d.known == Known::Unknown {
+                // Its worker has yet to say whether mtask is there. Nothing
+                // else would wake the launcher if that worker then stays
+                // busy (a worker that was idle does, as its run starts):
+                // look again after the lag, in case it needs another.
+                sleep = sleep.min(Duration::from_micros(BUSY_LAG as u64));
             } else if d.known == Known::Installed && d.waiting_since != 0 {
                 settled.push(oid);
             }
