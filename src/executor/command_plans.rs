@@ -14,8 +14,15 @@
 //! A prepared statement does not see a table, function, type or operator
 //! created since it was planned that its names would now find first (one
 //! earlier in the search_path). A task's command, which reads as if typed
-//! afresh at each run, must: so every kept plan goes when any of those
-//! catalogs changes (cheaper to watch than to work out whose names moved).
+//! afresh at each run, must: so every kept plan goes when any catalog that
+//! names are looked up in changes (cheaper to watch than to work out whose
+//! names moved), and when the configuration is reloaded (a literal time is
+//! read in the TimeZone of its planning). A command with a literal whose
+//! meaning is the moment it is read ('now', 'today') is never kept.
+//!
+//! Pool workers only: a user's session (CALL mtask.run) changes its
+//! settings at will between runs, and a kept plan may be running there
+//! when a nested run would drop it.
 
 use super::statements;
 use crate::worker::plans;
@@ -49,19 +56,50 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
     /// The catalogs the kept plans' names were looked up in have changed.
     static STALE: Cell<bool> = const { Cell::new(false) };
+    /// A kept plan is running: none may be freed, and a run nested in it
+    /// (a command that runs tasks) goes unplanned.
+    static RUNNING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `command` as the current user (the task's owner, `owner`), in the
 /// current transaction; returns how many rows its last statement processed.
 /// An ERROR in it is raised.
 pub fn run(client: &mut SpiClient<'_>, command: &str, owner: pg_sys::Oid) -> SpiResult<i64> {
-    match plan_for(command, owner) {
+    let plan = if RUNNING.get() || !crate::process::is_pool_worker() { None } else { plan_for(command, owner) };
+    match plan {
         Some(plan) => {
+            /// Says no kept plan runs any more, however the run ends (an
+            /// ERROR unwinds through it).
+            struct Ran;
+            impl Drop for Ran {
+                fn drop(&mut self) {
+                    RUNNING.set(false);
+                }
+            }
+            RUNNING.set(true);
+            let _ran = Ran;
             plans::run(plan, &[], None)?;
             Ok(unsafe { pg_sys::SPI_processed } as i64)
         }
         None => client.update(command, None, &[]).map(|t| t.len() as i64),
     }
+}
+
+/// Drops every kept plan at the next run: the configuration was reloaded.
+pub fn forget() {
+    STALE.set(true);
+}
+
+/// Whether `command` has a literal that means the moment it is read, which
+/// a kept plan would read once: 'now', 'today', 'tomorrow', 'yesterday'
+/// (as a timestamp or date), quoted or dollar-quoted. Judged on the text:
+/// a word that a quote begins ('nowhere') only costs a plan, and now()
+/// is no literal.
+fn reads_the_clock(command: &str) -> bool {
+    let text = command.to_ascii_lowercase();
+    ["now", "today", "tomorrow", "yesterday"]
+        .iter()
+        .any(|word| text.match_indices(word).any(|(at, _)| text[..at].trim_end().ends_with(['\'', '$'])))
 }
 
 /// The kept plan of `command` for `owner`, planned now if this is its
@@ -100,10 +138,11 @@ fn plan_for(command: &str, owner: pg_sys::Oid) -> Option<pg_sys::SPIPlanPtr> {
     }
     // Planned under the caller's PG_TRY: an ERROR (a syntax error, a
     // missing table) is the run's, and keeps nothing.
-    let plan = statements::is_one_query(command)
+    let plan = (statements::is_one_query(command) && !reads_the_clock(command))
         .then(|| CString::new(command).ok())
         .flatten()
-        .and_then(|text| plans::keep(&text, &[], 0));
+        // As SPI_execute plans: parallel query allowed.
+        .and_then(|text| plans::keep(&text, &[], pg_sys::CURSOR_OPT_PARALLEL_OK));
     CACHE.with_borrow_mut(|cache| {
         if cache.plans.len() >= KEPT {
             let oldest = cache.plans.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
@@ -122,8 +161,25 @@ impl Cache {
         if std::mem::replace(&mut self.watching, true) {
             return;
         }
-        use pg_sys::SysCacheIdentifier::{OPERNAMENSP, PROCNAMEARGSNSP, RELNAMENSP, TYPENAMENSP};
-        for catalog in [RELNAMENSP, PROCNAMEARGSNSP, TYPENAMENSP, OPERNAMENSP] {
+        use pg_sys::SysCacheIdentifier::{
+            AUTHNAME, CASTSOURCETARGET, COLLNAMEENCNSP, ENUMTYPOIDNAME, NAMESPACENAME, OPERNAMENSP, PROCNAMEARGSNSP,
+            RELNAMENSP, TSCONFIGNAMENSP, TYPENAMENSP,
+        };
+        // Tables, functions, types, operators; and what a literal can name
+        // ('x'::regrole, ::regnamespace, ::regconfig, an enum's label), a
+        // collation, a cast.
+        for catalog in [
+            RELNAMENSP,
+            PROCNAMEARGSNSP,
+            TYPENAMENSP,
+            OPERNAMENSP,
+            AUTHNAME,
+            NAMESPACENAME,
+            TSCONFIGNAMENSP,
+            ENUMTYPOIDNAME,
+            COLLNAMEENCNSP,
+            CASTSOURCETARGET,
+        ] {
             unsafe {
                 pg_sys::CacheRegisterSyscacheCallback(catalog as i32, Some(names_changed), pg_sys::Datum::from(0))
             };
@@ -135,4 +191,29 @@ impl Cache {
 /// kept plan runs: it only marks the plans stale, for the next look.
 unsafe extern "C-unwind" fn names_changed(_: pg_sys::Datum, _: i32, _: u32) {
     STALE.set(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_the_clock;
+
+    #[test]
+    fn literals_read_at_planning_are_told_from_calls() {
+        for command in [
+            "DELETE FROM s WHERE at < 'now'",
+            "DELETE FROM s WHERE at < ' NOW '::timestamptz - interval '1 day'",
+            "INSERT INTO d VALUES ('today'), (date 'tomorrow')",
+            "SELECT $$yesterday$$::date",
+            "SELECT E'now'::timestamp",
+        ] {
+            assert!(reads_the_clock(command), "{command}");
+        }
+        for command in [
+            "DELETE FROM s WHERE at < now() - interval '1 day'",
+            "INSERT INTO hits VALUES ('tp', current_date)",
+            "SELECT 'it''s' || 'known'",
+        ] {
+            assert!(!reads_the_clock(command), "{command}");
+        }
+    }
 }

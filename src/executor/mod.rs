@@ -98,6 +98,12 @@ impl Outcome {
     }
 }
 
+/// The settings may have changed (a reload): kept plans of commands, whose
+/// literals were read under the old ones, go.
+pub fn forget_command_plans() {
+    command_plans::forget();
+}
+
 /// Runs `command` in a subtransaction of the caller's transaction.
 pub fn run_in_transaction(client: &mut SpiClient<'_>, command: &Command) -> Outcome {
     report_activity(Some(command.what.text()));

@@ -67,6 +67,7 @@ fn reload_config_if_requested() -> bool {
         }
         pg_sys::ConfigReloadPending = 0;
         pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        crate::executor::forget_command_plans();
         true
     }
 }

@@ -175,6 +175,9 @@ impl Stepper {
                     }
                 };
                 record_ended(client, ran);
+                // Before the commit lets the row locks go: a task listed
+                // after that would be passed over while free.
+                shmem::claims_end(slot);
                 next
             })
         });
