@@ -237,6 +237,13 @@ pub fn orphans(client: &mut SpiClient<'_>) -> SpiResult<Vec<Orphan>> {
     Ok(orphans)
 }
 
+/// Whether run `run_id` is still 'running'.
+pub fn still_running(client: &mut SpiClient<'_>, run_id: i64) -> SpiResult<bool> {
+    const STILL_RUNNING: &str = "SELECT EXISTS (SELECT FROM mtask.runs WHERE id = $1 AND status = 'running')";
+    let rows = plans::execute(client, STILL_RUNNING, &[Type::INT8OID], Some(1), &[run_id.into()])?;
+    Ok(plans::first(&rows)?.unwrap_or(false))
+}
+
 /// Closes an orphan whose task is gone.
 pub fn close_orphan(client: &mut SpiClient<'_>, run_id: i64, message: &str) -> SpiResult<()> {
     let args = [run_id.into(), message.into(), RunStatus::Crashed.as_sql().into()];

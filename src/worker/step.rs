@@ -374,6 +374,12 @@ fn recover_orphans(client: &mut SpiClient<'_>) {
     let database = unsafe { pg_sys::MyDatabaseId };
     for orphan in record::orphans(client).unwrap_or_else(|e| error!("{e}")) {
         let row = claim::by_id(client, orphan.task_id).unwrap_or_else(|e| error!("{e}"));
+        // A run in a user's session (CALL mtask.run) leaves the run board
+        // before its record commits. The task's row lock, just taken,
+        // waited for that commit: a run no longer 'running' now ended.
+        if !record::still_running(client, orphan.run_id).unwrap_or_else(|e| error!("{e}")) {
+            continue;
+        }
         match row.as_ref().map(Task::from_row) {
             Some(Ok(task)) => {
                 let slot = orphan.slot.and_then(pg_schedule::to_chrono).unwrap_or(task.due);
