@@ -127,7 +127,6 @@ impl Stepper {
         let candidates = &mut self.candidates;
         candidates.begin_step(Instant::now());
         let slot = self.me.slot;
-        shmem::claims_end(slot);
         let result = transaction::run(|| {
             if !schema.ready() {
                 return Next::NotReady;
