@@ -357,3 +357,53 @@ fn due_tasks_found_by_a_new_worker_get_the_pools_other_worker() {
     c.sql("INSERT INTO go DEFAULT VALUES");
     c.wait_for("SELECT count(DISTINCT pid) FROM mtask.runs WHERE status = 'succeeded'", "2");
 }
+
+/// The largest row count that a scan of mtask.tasks or mtask.runs gave in
+/// any plan of the record statement that auto_explain logged.
+fn largest_scan_in_record_plans(log: &str) -> u64 {
+    let mut largest = 0;
+    for entry in log.split("  plan:\n").skip(1) {
+        // The entry's own lines are indented; the next log line is not.
+        let plan: Vec<&str> = entry.lines().take_while(|l| l.starts_with('\t')).collect();
+        if !plan.first().is_some_and(|l| l.contains("FROM unnest(")) {
+            continue;
+        }
+        for line in plan.iter().filter(|l| l.contains(" on tasks ") || l.contains(" on runs ")) {
+            let rows = line.split("actual rows=").nth(1).and_then(|r| r.split(' ').next()).map(str::parse::<u64>);
+            largest = largest.max(rows.and_then(Result::ok).expect("an analyzed scan"));
+        }
+    }
+    largest
+}
+
+#[test]
+fn the_record_of_a_batch_reads_only_its_tasks_when_statistics_say_the_tables_are_empty() {
+    // A VACUUM that runs during a bulk INSERT of tasks leaves pg_class
+    // saying "no rows" over the pages it saw, as set here by hand. Planned
+    // on that, the record statement hashed every task, for each batch.
+    let c = Cluster::start_with(
+        "shared_preload_libraries = 'mtask,auto_explain'
+         auto_explain.log_min_duration = 0
+         auto_explain.log_analyze = on
+         auto_explain.log_timing = off
+         autovacuum = off
+         mtask.enabled = off",
+    );
+    c.sql("CREATE EXTENSION mtask; CREATE TABLE hits (n int)");
+    c.sql(
+        "INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 't' || i, 'INSERT INTO hits VALUES (1)', now() FROM generate_series(1, 3000) i",
+    );
+    c.sql(
+        "UPDATE pg_class SET reltuples = 0, relpages = pg_relation_size(oid) / current_setting('block_size')::int
+         WHERE oid IN ('mtask.tasks'::regclass, 'mtask.runs'::regclass)",
+    );
+    c.sql("ALTER SYSTEM SET mtask.enabled = on");
+    c.sql("SELECT pg_reload_conf()");
+    c.wait_for("SELECT count(*) FROM hits", "3000");
+    // A batch holds at most 64 tasks, each with a version or two in the
+    // primary key; a scan of the whole table gives 3,000 rows.
+    let largest = largest_scan_in_record_plans(&c.log());
+    assert!(largest > 0, "no plan of the record statement was logged");
+    assert!(largest <= 256, "a plan of the record statement scanned {largest} rows of a table");
+}

@@ -103,13 +103,23 @@ record_columns! {
 /// The record statements: one for runs recorded in the transaction they ran
 /// in, one for runs committed as 'running' first. A task whose command
 /// deleted it (say, by unscheduling itself) gets no run row.
+///
+/// Each join of the records with a table also names the ids as an array,
+/// which bounds that table's scan to them whatever the planner believes of
+/// its size. A VACUUM that runs while a bulk INSERT of tasks is under way
+/// leaves pg_class saying "no rows" over the pages it saw: planned on that,
+/// the join hashed every row of the table, 200 ms a batch, until the next
+/// VACUUM.
 fn record_sql(running: bool) -> &'static str {
     static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
     let [new, ran] = SQL.get_or_init(|| {
         let arrays: Vec<String> = COLUMNS.iter().enumerate().map(|(i, (_, t, _))| format!("${}::{t}", i + 1)).collect();
         let names: Vec<&str> = COLUMNS.iter().map(|(name, _, _)| *name).collect();
         let records = format!("r AS (SELECT * FROM unnest({}) AS r({}))", arrays.join(", "), names.join(", "));
-        let task = "UPDATE mtask.tasks t SET
+        let array_of = |name: &str| &arrays[names.iter().position(|n| *n == name).expect("a record column")];
+        let (task_ids, run_ids) = (array_of("task_id"), array_of("run_id"));
+        let task = format!(
+            "UPDATE mtask.tasks t SET
                  last_run_at = r.started_at,
                  last_status = r.status,
                  last_error = r.message,
@@ -130,8 +140,9 @@ fn record_sql(running: bool) -> &'static str {
                  retry_slot = r.retry_slot,
                  consecutive_failures = r.failures,
                  pause_reason = r.pause_reason
-             FROM r WHERE t.id = r.task_id AND t.xmin::text::bigint = r.xmin
-             RETURNING t.id";
+             FROM r WHERE t.id = r.task_id AND t.id = ANY ({task_ids}) AND t.xmin::text::bigint = r.xmin
+             RETURNING t.id"
+        );
         [
             format!(
                 "WITH {records},
@@ -142,7 +153,7 @@ fn record_sql(running: bool) -> &'static str {
                      SELECT r.task_id, r.scheduled_for, r.attempt, r.started_at, r.finished_at, r.status,
                             r.sqlstate, r.message, r.rows, r.exit_code, r.stdout, r.stderr, r.trigger, r.detail,
                             r.hint, r.context, r.command, r.owner::regrole, r.top_level, pg_catalog.pg_backend_pid()
-                     FROM r JOIN mtask.tasks t ON t.id = r.task_id
+                     FROM r JOIN mtask.tasks t ON t.id = r.task_id AND t.id = ANY ({task_ids})
                      WHERE r.logged)
                  {task}"
             ),
@@ -154,9 +165,9 @@ fn record_sql(running: bool) -> &'static str {
                             stderr = r.stderr, trigger = r.trigger, detail = r.detail, hint = r.hint,
                             context = r.context, command = r.command, owner = r.owner::regrole,
                             top_level = r.top_level
-                     FROM r WHERE u.id = r.run_id AND r.logged),
+                     FROM r WHERE u.id = r.run_id AND u.id = ANY ({run_ids}) AND r.logged),
                  unlogged_run AS (
-                     DELETE FROM mtask.runs d USING r WHERE d.id = r.run_id AND NOT r.logged)
+                     DELETE FROM mtask.runs d USING r WHERE d.id = r.run_id AND d.id = ANY ({run_ids}) AND NOT r.logged)
                  {task}"
             ),
         ]
