@@ -93,6 +93,24 @@ fn idle_databases_hold_no_worker_and_a_due_task_brings_one() {
 }
 
 #[test]
+fn a_worker_is_started_before_a_task_falls_due_and_waits_for_it() {
+    // Its worker would leave after 200 ms with nothing due; not when
+    // the next task is due within the launcher's early start.
+    let c = Cluster::with_mtask("mtask.worker_idle_timeout = '200ms'");
+    c.sql("CREATE TABLE hits (at timestamptz DEFAULT clock_timestamp())");
+    c.wait_for(WORKERS, "0");
+    let due = c.sql("SELECT clock_timestamp() + interval '3 seconds'");
+    c.sql(&format!("SELECT mtask.schedule_at('soon', '{due}', 'INSERT INTO hits DEFAULT VALUES')"));
+    c.wait_for(WORKERS, "1");
+    let first = c.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker'");
+    c.wait_for("SELECT count(*) FROM hits", "1");
+    // The first worker ran it: it did not leave for another to start. It
+    // had started before the task was due.
+    assert_eq!(c.sql("SELECT pid FROM mtask.runs"), first);
+    assert_eq!(c.sql(&format!("SELECT backend_start < '{due}' FROM pg_stat_activity WHERE pid = {first}")), "t");
+}
+
+#[test]
 fn a_waiting_database_gets_the_next_free_worker_before_the_busy_ones_newer_tasks() {
     let c = Cluster::start("mtask.max_workers = 2");
     for db in ["busy", "quiet"] {

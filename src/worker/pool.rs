@@ -15,7 +15,7 @@ use super::retention::Purger;
 use super::step::{Found, Stepper};
 use super::transaction;
 use super::version::SchemaCheck;
-use super::{boot, targets};
+use super::{boot, launcher, targets};
 use crate::shmem::databases::{self, Known};
 use crate::{executor, guc, process, shmem};
 use pgrx::bgworkers::BackgroundWorker;
@@ -110,10 +110,15 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
                 } else {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     let left = guc::worker_idle_timeout().saturating_sub(since.elapsed());
-                    if left.is_zero() {
-                        break;
+                    // Within the launcher's early start of the next task,
+                    // it would only start another worker for it.
+                    let soon = next.is_some_and(|t| t.saturating_sub(now) <= launcher::EARLY_START);
+                    if !soon {
+                        if left.is_zero() {
+                            break;
+                        }
+                        sleep = sleep.min(left);
                     }
-                    sleep = sleep.min(left);
                 }
             }
             _ => idle_since = None,
