@@ -21,7 +21,7 @@ use super::finish::{
 };
 use super::record;
 use super::transaction;
-use super::version::SchemaCheck;
+use super::version::{Restore, SchemaCheck};
 use crate::executor::{self, Outcome, session, statements};
 use crate::shmem::databases;
 use crate::{guc, pg_schedule, shmem};
@@ -75,6 +75,14 @@ struct Me {
     slot: usize,
     /// It has started a run, or ended a step.
     arrived: Cell<bool>,
+}
+
+/// What a step's claims may take: nothing due after `horizon`, and what
+/// its transaction found of a restore.
+#[derive(Clone, Copy)]
+struct At {
+    horizon: Option<TimestampWithTimeZone>,
+    restore: Restore,
 }
 
 /// What the claim's transaction leaves to do.
@@ -132,12 +140,14 @@ impl Stepper {
                 return Next::NotReady;
             }
             let horizon = horizon.and_then(|t| TimestampWithTimeZone::try_from(t).ok());
+            let at = At { horizon, restore: schema.restore() };
             Spi::connect_mut(|client| {
                 let begun = Instant::now();
                 let mut ran = Vec::with_capacity(batch);
                 let next = loop {
                     let walk = |limit, offset| {
-                        claim::candidates(client, horizon, limit, offset).unwrap_or_else(|e| error!("{e}"))
+                        claim::candidates(client, at.horizon, at.restore, limit, offset)
+                            .unwrap_or_else(|e| error!("{e}"))
                     };
                     let Some(candidate) = candidates.next(Instant::now(), walk) else {
                         if done > 0 {
@@ -145,9 +155,9 @@ impl Stepper {
                         }
                         // Idle: a good moment to close runs whose worker died.
                         recover_orphans(client);
-                        break Next::Nothing(record::next_due(client, horizon).unwrap_or_else(|e| error!("{e}")));
+                        break Next::Nothing(record::next_due(client, at.horizon).unwrap_or_else(|e| error!("{e}")));
                     };
-                    let stop = match take_one(client, candidate, &claimed, done == 0, horizon, &self.me, &mut ran) {
+                    let stop = match take_one(client, candidate, &claimed, done == 0, at, &self.me, &mut ran) {
                         Taken::Gone => None,
                         Taken::Done => {
                             done += 1;
@@ -270,7 +280,7 @@ fn take_one(
     candidate: TaskRow,
     claimed: &RefCell<Option<Claimed>>,
     first: bool,
-    horizon: Option<TimestampWithTimeZone>,
+    at: At,
     me: &Me,
     ran: &mut Vec<Ended>,
 ) -> Taken {
@@ -279,7 +289,7 @@ fn take_one(
     if shmem::claimed_by_another(me.slot, candidate.id) {
         return Taken::Gone;
     }
-    let Some(row) = claim::claim(client, candidate, horizon).unwrap_or_else(|e| error!("{e}")) else {
+    let Some(row) = claim::claim(client, candidate, at.horizon, at.restore).unwrap_or_else(|e| error!("{e}")) else {
         return Taken::Gone;
     };
     shmem::claimed(me.slot, row.id);

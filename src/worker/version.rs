@@ -10,7 +10,10 @@
 //!   a database, and its record could take an id the restore is about to
 //!   write. Tasks there and a tasks sequence never used is that state
 //!   (schedule() and plain inserts always use the sequence). Asked in every
-//!   transaction, which so sees the same rows as its claims.
+//!   transaction, which so sees the same rows as its claims. Once both id
+//!   sequences are set, no restore is under way or can begin without a
+//!   DROP EXTENSION: the transaction's claims need not ask again
+//!   (`Restore::Done`).
 
 use super::plans;
 use crate::report::warn;
@@ -25,11 +28,29 @@ pub struct SchemaCheck {
     /// The version was looked up since the last wake-up.
     checked: bool,
     matches: bool,
+    /// What the last `ready` found of a restore.
+    restore: Restore,
+}
+
+/// Whether the claims of a transaction must each make sure that no restore
+/// is under way, in their own snapshots (see `claim::DUE`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Restore {
+    /// Both id sequences are set: every restore has ended.
+    Done,
+    /// One may begin to write the rows before the next claim.
+    Unsure,
 }
 
 impl SchemaCheck {
     pub fn new(database: pg_sys::Oid) -> SchemaCheck {
-        SchemaCheck { database, looks: databases::looks(database), checked: false, matches: false }
+        SchemaCheck {
+            database,
+            looks: databases::looks(database),
+            checked: false,
+            matches: false,
+            restore: Restore::Unsure,
+        }
     }
 
     /// Looks again at the next call: an ALTER EXTENSION may have come.
@@ -44,7 +65,17 @@ impl SchemaCheck {
         if !self.checked {
             self.check_version();
         }
-        self.matches && !restoring()
+        if !self.matches {
+            return false;
+        }
+        let (restoring, restore) = restore_state();
+        self.restore = restore;
+        !restoring
+    }
+
+    /// What the last `ready`, in this transaction, found of a restore.
+    pub fn restore(&self) -> Restore {
+        self.restore
     }
 
     fn check_version(&mut self) {
@@ -67,11 +98,20 @@ impl SchemaCheck {
     }
 }
 
-/// Whether a restore is writing mtask's tables and has yet to set the ids.
-fn restoring() -> bool {
-    const QUERY: &str = "SELECT NOT (SELECT is_called FROM mtask.tasks_id_seq) AND EXISTS (SELECT 1 FROM mtask.tasks)";
-    let rows = Spi::connect_mut(|client| {
-        plans::execute(client, QUERY, &[], Some(1), &[]).and_then(|rows| plans::first(&rows))
+/// Whether a restore is writing mtask's tables and has yet to set the ids,
+/// and whether both ids are set.
+fn restore_state() -> (bool, Restore) {
+    const QUERY: &str = "SELECT NOT t.is_called AND EXISTS (SELECT 1 FROM mtask.tasks), t.is_called AND r.is_called
+        FROM mtask.tasks_id_seq t, mtask.runs_id_seq r";
+    let state = Spi::connect_mut(|client| {
+        let rows = plans::execute(client, QUERY, &[], Some(1), &[])?;
+        match rows.first() {
+            Some(row) => Ok((row.get::<bool>(1)?, row.get::<bool>(2)?)),
+            None => Ok::<_, pgrx::spi::SpiError>((None, None)),
+        }
     });
-    rows.unwrap_or_else(|e| error!("{e}")) == Some(true)
+    match state.unwrap_or_else(|e| error!("{e}")) {
+        (restoring, Some(true)) => (restoring == Some(true), Restore::Done),
+        (restoring, _) => (restoring == Some(true), Restore::Unsure),
+    }
 }
