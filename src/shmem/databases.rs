@@ -275,7 +275,11 @@ pub fn wait_for_worker(oid: pg_sys::Oid, now: i64, without_worker: bool) {
 /// `oid` no longer waits for a worker: one has come and started its first
 /// run there (or found none to start), one of its workers is idle, or it
 /// has nothing due any more.
-/// Workers that held back for it go on.
+/// Workers that held back for it go on. The launcher looks again: the
+/// wait it ends may also have been for one worker more, which the
+/// database may still need (a first worker that came for one long task,
+/// with quick ones queued behind it), and nothing else would make the
+/// launcher say so again before its next rescan, a minute later.
 pub fn done_waiting(oid: pg_sys::Oid) {
     let mut waited = false;
     update(oid, |d| {
@@ -286,6 +290,7 @@ pub fn done_waiting(oid: pg_sys::Oid) {
     });
     if waited {
         super::pool::wake_all_workers();
+        super::pool::wake_launcher();
     }
 }
 
