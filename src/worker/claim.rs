@@ -109,11 +109,15 @@ fn null_in(column: &str) -> SpiError {
 /// an id the restore is about to write. Its three subqueries cost a
 /// tenth of a trivial task's claim.
 fn due(restore: Restore) -> &'static str {
-    const DUE: &str = "next_run_at <= now() AND next_run_at <= $1";
+    macro_rules! due_now {
+        () => {
+            "next_run_at <= now() AND next_run_at <= $1"
+        };
+    }
     match restore {
-        Restore::Done => DUE,
+        Restore::Done => due_now!(),
         Restore::Unsure => concat!(
-            "next_run_at <= now() AND next_run_at <= $1",
+            due_now!(),
             " AND (SELECT is_called FROM mtask.tasks_id_seq)
               AND ((SELECT is_called FROM mtask.runs_id_seq) OR NOT EXISTS (SELECT FROM mtask.runs))"
         ),

@@ -33,7 +33,7 @@ pub struct SchemaCheck {
 }
 
 /// Whether the claims of a transaction must each make sure that no restore
-/// is under way, in their own snapshots (see `claim::DUE`).
+/// is under way, in their own snapshots (see `claim::due`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Restore {
     /// Both id sequences are set: every restore has ended.
