@@ -51,12 +51,12 @@ sql "CREATE EXTENSION mtask; CREATE EXTENSION pg_cron;
      \$\$;"
 sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mtask worker'" >/dev/null
 
-wait_count() { # wait_count SQL N: until SQL returns at least N
-    while [ "$(sql "$1")" -lt "$2" ]; do sleep 0.05; done
-}
-wait_count_for() { # wait_count_for SQL N SECONDS: as wait_count, for SECONDS at most
-    local end=$(($(date +%s) + $3))
-    while [ "$(sql "$1")" -lt "$2" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.05; done
+wait_count() { # wait_count SQL N [SECONDS]: until SQL returns at least N, or SECONDS pass
+    local start=$SECONDS
+    while [ "$(sql "$1")" -lt "$2" ]; do
+        if [ -n "${3:-}" ] && [ $((SECONDS - start)) -ge "$3" ]; then return; fi
+        sleep 0.05
+    done
 }
 wait_true() { # wait_true SQL: until SQL returns true
     while [ "$(sql "$1")" != t ]; do sleep 0.05; done
@@ -120,7 +120,7 @@ if want burst; then
         log "burst of $n for pg_cron at $due"
         # Not forever: once, pg_cron 1.4.2 ran none of 10,000 jobs at their
         # minute, and the bench waited on. Its figures then say how many ran.
-        wait_count_for "SELECT count(*) FROM hits WHERE who = 'cron-$n'" "$n" 600
+        wait_count "SELECT count(*) FROM hits WHERE who = 'cron-$n'" "$n" 600
         add "burst_${n}_pg_cron" "$(sql "SELECT lateness('cron-$n', '$due')")"
         sql "SELECT count(cron.unschedule(jobid)) FROM cron.job" >/dev/null
         sql "TRUNCATE cron.job_run_details"

@@ -190,12 +190,18 @@ impl Launcher {
             if !enabled || held_back.is_some() || !d.wants_worker(now) {
                 if alone && d.known == Known::Installed && d.next_due != databases::NOTHING_DUE {
                     let until_due = d.next_due.saturating_sub(now).max(0);
-                    if enabled && held_back.is_none() && until_due <= EARLY_START {
-                        early.push(d);
-                        sleep = sleep.min(Duration::from_micros(until_due as u64));
+                    // Until its early start, if it may have one; else (or
+                    // if no place is free for it now) until it is due.
+                    let may_start_early = enabled && held_back.is_none();
+                    let wake_in = if may_start_early && until_due > EARLY_START {
+                        until_due - EARLY_START
                     } else {
-                        sleep = sleep.min(Duration::from_micros((until_due - EARLY_START).max(0) as u64));
-                    }
+                        if may_start_early {
+                            early.push(d);
+                        }
+                        until_due
+                    };
+                    sleep = sleep.min(Duration::from_micros(wake_in as u64));
                 }
                 if d.waiting_since != 0 {
                     databases::done_waiting(oid);
