@@ -89,13 +89,27 @@ cpu_between() {
         <(echo "$1") <(echo "$2")
 }
 
-# Anonymous (private) resident memory of the mtask workers, in kB.
-rss_anon_kb() {
-    local total=0 pid
-    for pid in $(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker'"); do
-        total=$((total + $(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")))
+# Anonymous (private) resident memory of each mtask worker, in kB, as
+# "pid kB" lines.
+rss_by_pid() {
+    local pid
+    for pid in $(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'mtask worker' ORDER BY pid"); do
+        awk -v p="$pid" '/^RssAnon:/ { print p, $2 }' "/proc/$pid/status" 2>/dev/null || true
     done
-    echo "$total"
+}
+
+# The sum of such lines.
+sum_kb() { awk '{ t += $2 } END { print t + 0 }'; }
+rss_anon_kb() { rss_by_pid | sum_kb; }
+
+# rss_by_pid's lines as a JSON object.
+rss_json() { awk 'BEGIN { printf "{" } { printf "%s\"%s\": %s", NR > 1 ? ", " : "", $1, $2 } END { printf "}" }' <<<"$1"; }
+
+# Growth between two rss_by_pid samples of the workers in both: a worker
+# that left and one that came in between would otherwise count as growth
+# or shrinkage.
+rss_growth_of_stayers() {
+    awk 'NR == FNR { a[$1] = $2; next } $1 in a { d += $2 - a[$1] } END { print d + 0 }' <(echo "$1") <(echo "$2")
 }
 
 results=()
@@ -247,9 +261,10 @@ if want scale; then
 fi
 
 # 6. Memory of the workers over many runs of 1,000 recurring tasks,
-# sampled every tenth of the runs: warm-up shows early, a leak keeps
-# growing. late_growth_kb is from four tenths to the end (the 2nd to the
-# 5th million in a full run).
+# sampled every tenth of the runs, worker by worker: warm-up shows early,
+# a leak keeps growing. late_growth_kb is from four tenths to the end (the
+# 2nd to the 5th million in a full run), of the sum over whatever workers
+# run; late_growth_of_stayers_kb that of the workers there at both.
 if want memory; then
     log "memory: $MEMORY_RUNS runs"
     # Memory does not depend on commit durability; this only makes it quicker.
@@ -260,15 +275,20 @@ if want memory; then
     samples=()
     for tenth in $(seq 1 10); do
         wait_count "SELECT coalesce(sum(run_count), 0) FROM mtask.tasks" $((MEMORY_RUNS * tenth / 10))
-        kb=$(rss_anon_kb)
-        samples+=("[$(sql "SELECT sum(run_count) FROM mtask.tasks"), $kb]")
+        workers=$(rss_by_pid)
+        kb=$(sum_kb <<<"$workers")
+        samples+=("[$(sql "SELECT sum(run_count) FROM mtask.tasks"), $kb, $(rss_json "$workers")]")
         log "memory: sample $tenth of 10: ${samples[-1]}"
-        [ "$tenth" != 4 ] || at_four=$kb
+        if [ "$tenth" = 4 ]; then
+            at_four=$kb
+            workers_at_four=$workers
+        fi
     done
     sql "SELECT count(mtask.pause(id)) FROM mtask.tasks" >/dev/null
     add memory "{\"runs\": $(sql "SELECT sum(run_count) FROM mtask.tasks"), \"workers_rss_anon_kb_before\": $before,
-        \"samples_runs_kb\": [$(IFS=,; echo "${samples[*]}")], \"workers_rss_anon_kb_after\": $kb,
-        \"late_growth_kb\": $((kb - at_four))}"
+        \"samples_runs_kb_by_pid\": [$(IFS=,; echo "${samples[*]}")], \"workers_rss_anon_kb_after\": $kb,
+        \"late_growth_kb\": $((kb - at_four)),
+        \"late_growth_of_stayers_kb\": $(rss_growth_of_stayers "$workers_at_four" "$workers")}"
     set_synchronous_commit DEFAULT
 fi
 

@@ -37,6 +37,7 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
     let packed = arg.value() as u64;
     let (slot, generation) = ((packed & 0xffff) as usize, (packed >> 16) as u32);
     super::set_up_signals();
+    super::keep_large_blocks_apart();
     process::pool_worker();
     if shmem::generation() != generation {
         return;
