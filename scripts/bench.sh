@@ -103,7 +103,7 @@ sum_kb() { awk '{ t += $2 } END { print t + 0 }'; }
 rss_anon_kb() { rss_by_pid | sum_kb; }
 
 # rss_by_pid's lines as a JSON object.
-rss_json() { awk 'BEGIN { printf "{" } { printf "%s\"%s\": %s", NR > 1 ? ", " : "", $1, $2 } END { printf "}" }' <<<"$1"; }
+rss_json() { awk 'BEGIN { printf "{" } NF == 2 { printf "%s\"%s\": %s", (n++ ? ", " : ""), $1, $2 } END { printf "}" }' <<<"$1"; }
 
 # Growth between two rss_by_pid samples of the workers in both: a worker
 # that left and one that came in between would otherwise count as growth
