@@ -89,10 +89,10 @@ fn wait(timeout: Duration) {
 /// Makes malloc hand every large block back to the system when it is freed.
 /// glibc raises its mmap threshold to the size of each large block freed,
 /// up to 32 MB, so that the next ones come from the heap; a heap keeps what
-/// is freed below its top. A long-lived worker's occasional peaks (a VACUUM
-/// of the history's table sizes its dead-tuple array by the table) then
-/// stayed resident, and its memory grew in steps with the history's size.
-/// A fixed threshold turns that adjustment off.
+/// is freed below its top. The purging worker's occasional peaks (a VACUUM
+/// of the history's table, say, sizes its dead-tuple array by the table)
+/// then stayed resident, and its memory grew in steps while its memory
+/// contexts did not. A fixed threshold turns that adjustment off.
 fn keep_large_blocks_apart() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
