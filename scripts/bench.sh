@@ -77,8 +77,11 @@ cpu_by_pid() {
     done
 }
 
+# The sum of the second column of "pid figure" lines.
+sum_of_figures() { awk '{ t += $2 } END { print t + 0 }'; }
+
 # Their sum.
-cpu_of() { cpu_by_pid "$1" | awk '{ t += $2 } END { print t + 0 }'; }
+cpu_of() { cpu_by_pid "$1" | sum_of_figures; }
 
 # CPU used between two cpu_by_pid samples $1 and $2 by the processes alive
 # at the second: the difference for those in both, all of it for those
@@ -98,9 +101,8 @@ rss_by_pid() {
     done
 }
 
-# The sum of such lines.
-sum_kb() { awk '{ t += $2 } END { print t + 0 }'; }
-rss_anon_kb() { rss_by_pid | sum_kb; }
+# Their sum.
+rss_anon_kb() { rss_by_pid | sum_of_figures; }
 
 # rss_by_pid's lines as a JSON object.
 rss_json() { awk 'BEGIN { printf "{" } NF == 2 { printf "%s\"%s\": %s", (n++ ? ", " : ""), $1, $2 } END { printf "}" }' <<<"$1"; }
@@ -276,7 +278,7 @@ if want memory; then
     for tenth in $(seq 1 10); do
         wait_count "SELECT coalesce(sum(run_count), 0) FROM mtask.tasks" $((MEMORY_RUNS * tenth / 10))
         workers=$(rss_by_pid)
-        kb=$(sum_kb <<<"$workers")
+        kb=$(sum_of_figures <<<"$workers")
         samples+=("[$(sql "SELECT sum(run_count) FROM mtask.tasks"), $kb, $(rss_json "$workers")]")
         log "memory: sample $tenth of 10: ${samples[-1]}"
         if [ "$tenth" = 4 ]; then
