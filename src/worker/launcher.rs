@@ -103,7 +103,7 @@ pub extern "C-unwind" fn mtask_launcher_main(_arg: pg_sys::Datum) {
         let sleep = launcher.start_where_due();
         // Woken early when a worker starts or exits (this process is its
         // notify pid), and when a commit or CREATE EXTENSION asks.
-        super::wait(sleep);
+        super::wait_until(Instant::now() + sleep);
         pg_sys::check_for_interrupts!();
     }
 }

@@ -23,9 +23,10 @@ pub mod transaction;
 mod version;
 
 use crate::compat;
+use mtask_core::wake::{self, Wait};
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn register() {
     BackgroundWorkerBuilder::new("mtask scheduler")
@@ -72,17 +73,26 @@ fn reload_config_if_requested() -> bool {
     }
 }
 
-/// Sleeps until the latch is set or `timeout` passes.
-fn wait(timeout: Duration) {
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            // Rounded up: waking a hair early finds nothing due and costs a round.
-            timeout.as_micros().div_ceil(1000) as _,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
+/// Sleeps until the latch is set or `deadline` comes, waking on time
+/// (mtask_core::wake says why a single latch wait would not).
+fn wait_until(deadline: Instant) {
+    loop {
+        match wake::next_wait(deadline.saturating_duration_since(Instant::now())) {
+            Wait::Latch(wait) => unsafe {
+                let events = pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    wait.as_millis() as _,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                if events & pg_sys::WL_LATCH_SET as i32 != 0 {
+                    pg_sys::ResetLatch(pg_sys::MyLatch);
+                    return;
+                }
+            },
+            Wait::Sleep(rest) => unsafe { pg_sys::pg_usleep(rest.as_micros() as _) },
+            Wait::Done => return,
+        }
     }
 }
 

@@ -85,6 +85,9 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
         let seen = databases::lowerings(database);
         let horizon = databases::horizon(database);
         let stepped = stepper.step(&mut schema, horizon);
+        // What follows (a purge, say) must not put off a wake-up it was
+        // told: the sleep counts from here.
+        let stepped_at = Instant::now();
         databases::add_runs(database, stepped.runs);
         vacuum.ran(database);
         if let Found::Nothing { next } = stepped.found {
@@ -130,7 +133,7 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
         }
         vacuum.tick();
         if !sleep.is_zero() {
-            super::wait(sleep);
+            super::wait_until(stepped_at + sleep);
             schema.forget();
         }
         unsafe {
