@@ -153,8 +153,11 @@ impl Stepper {
                         if done > 0 {
                             break Next::Sleep(Duration::ZERO);
                         }
-                        // Idle: a good moment to close runs whose worker died.
-                        recover_orphans(client);
+                        // Idle: a good moment to close runs whose worker died;
+                        // not while a restore may be writing their tasks.
+                        if at.restore == Restore::Done {
+                            recover_orphans(client);
+                        }
                         break Next::Nothing(record::next_due(client, at.horizon).unwrap_or_else(|e| error!("{e}")));
                     };
                     let stop = match take_one(client, candidate, &claimed, done == 0, at, &self.me, &mut ran) {

@@ -8,8 +8,11 @@
 //!   dump) writes the tables' rows with their ids, and sets the id sequences
 //!   last, once the data is all there: until then a run would work on half
 //!   a database, and its record could take an id the restore is about to
-//!   write. Tasks there and a tasks sequence never used is that state
-//!   (schedule() and plain inserts always use the sequence). Asked in every
+//!   write. Tasks (or runs) there and their sequence never used is that
+//!   state (schedule(), plain inserts and the scheduler always use the
+//!   sequences). pg_dump writes the runs first (its data comes in name
+//!   order, since no foreign key links the tables), so the runs alone say
+//!   it until the tasks come. Asked in every
 //!   transaction, which so sees the same rows as its claims. Once both id
 //!   sequences are set, no restore is under way or can begin without a
 //!   DROP EXTENSION: the transaction's claims need not ask again
@@ -101,7 +104,9 @@ impl SchemaCheck {
 /// Whether a restore is writing mtask's tables and has yet to set the ids,
 /// and whether both ids are set.
 fn restore_state() -> (bool, Restore) {
-    const QUERY: &str = "SELECT NOT t.is_called AND EXISTS (SELECT 1 FROM mtask.tasks), t.is_called AND r.is_called
+    const QUERY: &str = "SELECT (NOT t.is_called AND EXISTS (SELECT 1 FROM mtask.tasks))
+                OR (NOT r.is_called AND EXISTS (SELECT 1 FROM mtask.runs)),
+            t.is_called AND r.is_called
         FROM mtask.tasks_id_seq t, mtask.runs_id_seq r";
     let state = Spi::connect_mut(|client| {
         let rows = plans::execute(client, QUERY, &[], Some(1), &[])?;
