@@ -389,6 +389,32 @@ CREATE OR REPLACE TRIGGER tasks_wake_on_update
                        AND (OLD.status IS DISTINCT FROM 'scheduled' OR NEW.next_run_at < OLD.next_run_at))
     EXECUTE FUNCTION mtask.tasks_wake();
 
+-- A task's runs go with it, once per statement: by DELETE (the deleted
+-- rows' transition table) or TRUNCATE. As its owner, as a foreign key's
+-- cascade would: whoever may delete a task may not delete runs.
+CREATE OR REPLACE FUNCTION mtask.tasks_delete_runs() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE mtask.runs;
+    ELSE
+        DELETE FROM mtask.runs r USING gone g WHERE r.task_id = g.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER tasks_delete_runs
+    AFTER DELETE ON mtask.tasks
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION mtask.tasks_delete_runs();
+
+CREATE OR REPLACE TRIGGER tasks_truncate_runs
+    AFTER TRUNCATE ON mtask.tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION mtask.tasks_delete_runs();
+
 -- A limit option: NULL or 0 for none, else positive.
 CREATE OR REPLACE FUNCTION mtask._limit(val bigint, what text, task_name text, hint text) RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE

@@ -102,6 +102,33 @@ fn another_roles_tasks_and_runs_are_out_of_reach() {
     );
 }
 
+/// A task's runs go with it, though its owner may not delete runs: by a
+/// trigger of the extension's, which a foreign key's cascade was until
+/// 0.4.0. Neither it nor its function reaches any other task's runs.
+#[test]
+fn a_tasks_runs_go_with_it_and_no_others_do() {
+    let c = with_users();
+    let id = alice_task_id(&c);
+    let bob = c.sql(&as_role("bob", "SELECT mtask.schedule_at('bob-task', now(), 'SELECT 1')"));
+    c.wait_for(&format!("SELECT count(*) FROM mtask.runs WHERE task_id = {bob}"), "1");
+
+    // Bob's DELETE sees none of her tasks, so it takes none of her runs.
+    assert_eq!(c.sql(&as_role("bob", "DELETE FROM mtask.tasks RETURNING id")), bob);
+    assert_eq!(c.sql(&format!("SELECT count(*) FROM mtask.runs WHERE task_id = {bob}")), "0");
+    assert_eq!(c.sql(&format!("SELECT count(*) FROM mtask.runs WHERE task_id = {id}")), "1");
+    // The trigger's function runs only as a trigger.
+    assert_error(c.try_sql(&as_role("bob", "SELECT mtask.tasks_delete_runs()")), "0A000", &["trigger"]);
+
+    c.sql(&as_role("alice", "SELECT mtask.unschedule('alice-task')"));
+    assert_eq!(c.sql("SELECT count(*) FROM mtask.runs"), "0");
+
+    // TRUNCATE, which the key refused, takes the history with the tasks.
+    let t = c.sql("SELECT mtask.schedule_at('t', now(), 'SELECT 1')");
+    c.wait_for(&format!("SELECT count(*) FROM mtask.runs WHERE task_id = {t}"), "1");
+    c.sql("TRUNCATE mtask.tasks");
+    assert_eq!(c.sql("SELECT count(*) FROM mtask.runs"), "0");
+}
+
 #[test]
 fn owners_cannot_be_forged_or_changed() {
     let c = with_users();

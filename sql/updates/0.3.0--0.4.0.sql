@@ -88,3 +88,7 @@ CREATE FUNCTION mtask._handler_name(handler regprocedure) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog AS 'SELECT $1::text';
 ALTER TABLE mtask.listeners ALTER COLUMN handler TYPE text USING mtask._handler_name(handler);
 DROP FUNCTION mtask._handler_name(regprocedure);
+
+-- A task's runs go with it by a trigger instead of a foreign key (see
+-- sql/tables.sql).
+ALTER TABLE mtask.runs DROP CONSTRAINT runs_task_id_fkey;
