@@ -358,16 +358,22 @@ fn due_tasks_found_by_a_new_worker_get_the_pools_other_worker() {
     c.wait_for("SELECT count(DISTINCT pid) FROM mtask.runs WHERE status = 'succeeded'", "2");
 }
 
+/// The plans auto_explain logged of statements whose text has `marker`,
+/// each as its lines (the query text first).
+fn logged_plans<'a>(log: &'a str, marker: &str) -> Vec<Vec<&'a str>> {
+    log.split("  plan:\n")
+        .skip(1)
+        // The entry's own lines are indented; the next log line is not.
+        .map(|entry| entry.lines().take_while(|l| l.starts_with('\t')).collect::<Vec<_>>())
+        .filter(|plan| plan.iter().take_while(|l| !l.contains("(cost=")).any(|l| l.contains(marker)))
+        .collect()
+}
+
 /// The largest row count that a scan of mtask.tasks or mtask.runs gave in
 /// any plan of the record statement that auto_explain logged.
 fn largest_scan_in_record_plans(log: &str) -> f64 {
     let mut largest: f64 = 0.0;
-    for entry in log.split("  plan:\n").skip(1) {
-        // The entry's own lines are indented; the next log line is not.
-        let plan: Vec<&str> = entry.lines().take_while(|l| l.starts_with('\t')).collect();
-        if !plan.first().is_some_and(|l| l.contains("FROM unnest(")) {
-            continue;
-        }
+    for plan in logged_plans(log, "FROM unnest(") {
         for line in plan.iter().filter(|l| l.contains(" on tasks ") || l.contains(" on runs ")) {
             // PostgreSQL 18 gives rows with decimals ("rows=64.00").
             let rows = line.split("actual rows=").nth(1).and_then(|r| r.split(' ').next()).map(str::parse::<f64>);
@@ -407,6 +413,46 @@ fn the_record_of_a_batch_reads_only_its_tasks_when_statistics_say_the_tables_are
     let largest = largest_scan_in_record_plans(&c.log());
     assert!(largest > 0.0, "no plan of the record statement was logged");
     assert!(largest <= 256.0, "a plan of the record statement scanned {largest} rows of a table");
+}
+
+/// A walk of the due tasks follows tasks_due_idx in its order and stops at
+/// its limit, whatever the statistics say. Planned on those a bulk INSERT
+/// of tasks leaves (the worker's own writes never reached them), it was a
+/// bitmap scan and a sort: each walk read every row version the index
+/// still listed, those of the tasks already done included (a bitmap scan
+/// marks none dead), so that it cost more with every run until a vacuum.
+#[test]
+fn the_walk_of_due_tasks_follows_the_due_index_whatever_the_statistics_say() {
+    let c = Cluster::start_with(
+        "shared_preload_libraries = 'mtask,auto_explain'
+         auto_explain.log_min_duration = 0
+         auto_explain.log_analyze = on
+         auto_explain.log_timing = off
+         autovacuum = off
+         mtask.max_workers = 1
+         mtask.enabled = off",
+    );
+    c.sql("CREATE EXTENSION mtask; CREATE TABLE hits (n int)");
+    c.sql(
+        "INSERT INTO mtask.tasks (name, command, start_at)
+         SELECT 't' || i, 'INSERT INTO hits VALUES (1)', now() FROM generate_series(1, 3000) i",
+    );
+    c.enable_mtask();
+    c.wait_for("SELECT count(*) FROM hits", "3000");
+    c.sql("SELECT mtask.schedule_at('after', now(), 'INSERT INTO hits VALUES (2)')");
+    c.wait_for("SELECT count(*) FROM hits WHERE n = 2", "1");
+    let log = c.log();
+    let walks = logged_plans(&log, "ORDER BY next_run_at, priority DESC, id LIMIT");
+    assert!(walks.len() >= 2, "too few walks were logged: {}", walks.len());
+    for plan in walks {
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Scan using tasks_due_idx on tasks"), "a walk not in index order:\n{plan}");
+        // A sort or a bitmap scan anywhere in it, or JIT (a sign that the
+        // planner found only paths it was told not to take).
+        for unwanted in ["Sort Key", "Bitmap", "JIT:"] {
+            assert!(!plan.contains(unwanted), "a walk with {unwanted}:\n{plan}");
+        }
+    }
 }
 
 /// The worker's anonymous (private) resident memory, in kB.

@@ -134,6 +134,13 @@ fn for_restore(sqls: &'static [OnceLock<String>; 2], restore: Restore, make: fn(
 /// 'scheduled' hands them over without a sort. Due time first, so no task
 /// starves; priority only breaks ties.
 ///
+/// Only that walk may plan it. Left to the statistics, which a bulk
+/// INSERT of tasks leaves far behind, the planner chose a bitmap scan of
+/// the index and a sort: every walk then read and sorted all the due rows,
+/// and every row version the index still lists, however few it wanted, and
+/// marked none of the dead ones (only an index scan does), so that each
+/// walk cost more than the last until a vacuum.
+///
 /// One walk of the index serves the whole batch: the index keeps an entry
 /// for every version of a due row until vacuum, and while another session's
 /// transaction holds back the xmin horizon none can be pruned, so a walk
@@ -194,7 +201,7 @@ pub fn candidates(
 ) -> SpiResult<Vec<TaskRow>> {
     let args = [horizon_arg(horizon), DatumWithOid::from(limit as i64), DatumWithOid::from(offset as i64)];
     let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::INT8OID, PgBuiltInOids::INT8OID];
-    let rows = plans::execute(client, candidates_sql(restore), &types, None, &args)?;
+    let rows = plans::execute_in_index_order(client, candidates_sql(restore), &types, None, &args)?;
     rows.iter().map(TaskRow::read).collect()
 }
 
