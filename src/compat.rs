@@ -91,3 +91,18 @@ pub fn random_fraction() -> f64 {
         pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state)
     }
 }
+
+/// Hands this process's table and I/O statistics to the cumulative
+/// statistics (pg_stat_user_tables, autovacuum's view of the tables), at
+/// most once a second unless `force`: 15 made it return when to try again,
+/// which the pool worker does not need.
+pub fn report_stats(force: bool) {
+    #[cfg(feature = "pg14")]
+    unsafe {
+        pg_sys::pgstat_report_stat(force)
+    }
+    #[cfg(not(feature = "pg14"))]
+    unsafe {
+        pg_sys::pgstat_report_stat(force);
+    }
+}

@@ -124,6 +124,20 @@ fn running_shows_every_run_in_progress_to_those_who_may_see_its_task() {
     c.wait_for("SELECT count(*) FROM mtask.running", "0");
 }
 
+/// Autovacuum works from the cumulative statistics, which hold only what
+/// each process has handed over: a worker that never did kept every row its
+/// tasks wrote from them (and from autovacuum) until it exited.
+#[test]
+fn what_tasks_write_reaches_the_statistics_while_their_worker_stays() {
+    let c = Cluster::with_hits("mtask.max_workers = 1\nmtask.worker_idle_timeout = '1h'");
+    c.sql("SELECT mtask.schedule_at('w' || i, now(), 'INSERT INTO hits (task) VALUES (''w'')') FROM generate_series(1, 50) i");
+    c.wait_for("SELECT count(*) FROM hits", "50");
+    let worker = c.worker_pids();
+    c.wait_for("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'hits'::regclass", "50");
+    c.wait_for("SELECT n_tup_ins >= 50 FROM pg_stat_user_tables WHERE relid = 'mtask.runs'::regclass", "t");
+    assert_eq!(c.worker_pids(), worker, "the worker left, handing its statistics over as it went");
+}
+
 #[test]
 fn task_stats_count_and_time_the_runs() {
     let c = desk("");

@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 /// it looks again, if nothing wakes it sooner.
 const HELD_BACK_NAP: Duration = Duration::from_millis(50);
 
+/// How long a worker may keep its statistics to itself: as a backend does,
+/// it hands them over at most once a second (PGSTAT_MIN_INTERVAL).
+const STATS_HELD_AT_MOST: Duration = Duration::from_secs(1);
+
 /// Packs what a pool worker is told at start into its one argument.
 pub fn argument(slot: usize, generation: u32) -> pg_sys::Datum {
     pg_sys::Datum::from((u64::from(generation) << 16) | slot as u64)
@@ -132,6 +136,11 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
             sleep = sleep.min(purger.tick(database, &mut vacuum, || schema.ready()));
         }
         vacuum.tick();
+        // A backend hands over its statistics when it goes idle; a worker
+        // never does, so without this autovacuum would not see what its
+        // tasks write (nor it its own tables) until it exits. Forced before
+        // a long sleep, which would otherwise hold the last second's back.
+        crate::compat::report_stats(sleep >= STATS_HELD_AT_MOST);
         if !sleep.is_zero() {
             super::wait_until(stepped_at + sleep);
             schema.forget();
