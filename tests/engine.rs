@@ -383,30 +383,38 @@ fn largest_scan_in_record_plans(log: &str) -> f64 {
     largest
 }
 
-#[test]
-fn the_record_of_a_batch_reads_only_its_tasks_when_statistics_say_the_tables_are_empty() {
-    // A VACUUM that runs during a bulk INSERT of tasks leaves pg_class
-    // saying "no rows" over the pages it saw, as set here by hand. Planned
-    // on that, the record statement hashed every task, for each batch.
-    let c = Cluster::start_with(
+/// A cluster whose statements' plans auto_explain logs (with `extra` in
+/// its postgresql.conf), autovacuum and mtask off, and 3,000 tasks due,
+/// each inserting 1 into `hits (n int)`: mtask.enabled on sets them going.
+fn explained_with_due_tasks(extra: &str) -> Cluster {
+    let c = Cluster::start_with(&format!(
         "shared_preload_libraries = 'mtask,auto_explain'
          auto_explain.log_min_duration = 0
          auto_explain.log_analyze = on
          auto_explain.log_timing = off
          autovacuum = off
-         mtask.enabled = off",
-    );
+         mtask.enabled = off
+         {extra}"
+    ));
     c.sql("CREATE EXTENSION mtask; CREATE TABLE hits (n int)");
     c.sql(
         "INSERT INTO mtask.tasks (name, command, start_at)
          SELECT 't' || i, 'INSERT INTO hits VALUES (1)', now() FROM generate_series(1, 3000) i",
     );
+    c
+}
+
+#[test]
+fn the_record_of_a_batch_reads_only_its_tasks_when_statistics_say_the_tables_are_empty() {
+    // A VACUUM that runs during a bulk INSERT of tasks leaves pg_class
+    // saying "no rows" over the pages it saw, as set here by hand. Planned
+    // on that, the record statement hashed every task, for each batch.
+    let c = explained_with_due_tasks("");
     c.sql(
         "UPDATE pg_class SET reltuples = 0, relpages = pg_relation_size(oid) / current_setting('block_size')::int
          WHERE oid IN ('mtask.tasks'::regclass, 'mtask.runs'::regclass)",
     );
-    c.sql("ALTER SYSTEM SET mtask.enabled = on");
-    c.sql("SELECT pg_reload_conf()");
+    c.enable_mtask();
     c.wait_for("SELECT count(*) FROM hits", "3000");
     // A batch holds at most 64 tasks, each with a version or two in the
     // primary key; a scan of the whole table gives 3,000 rows.
@@ -423,20 +431,7 @@ fn the_record_of_a_batch_reads_only_its_tasks_when_statistics_say_the_tables_are
 /// marks none dead), so that it cost more with every run until a vacuum.
 #[test]
 fn the_walk_of_due_tasks_follows_the_due_index_whatever_the_statistics_say() {
-    let c = Cluster::start_with(
-        "shared_preload_libraries = 'mtask,auto_explain'
-         auto_explain.log_min_duration = 0
-         auto_explain.log_analyze = on
-         auto_explain.log_timing = off
-         autovacuum = off
-         mtask.max_workers = 1
-         mtask.enabled = off",
-    );
-    c.sql("CREATE EXTENSION mtask; CREATE TABLE hits (n int)");
-    c.sql(
-        "INSERT INTO mtask.tasks (name, command, start_at)
-         SELECT 't' || i, 'INSERT INTO hits VALUES (1)', now() FROM generate_series(1, 3000) i",
-    );
+    let c = explained_with_due_tasks("mtask.max_workers = 1");
     c.enable_mtask();
     c.wait_for("SELECT count(*) FROM hits", "3000");
     c.sql("SELECT mtask.schedule_at('after', now(), 'INSERT INTO hits VALUES (2)')");
