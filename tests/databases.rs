@@ -112,6 +112,36 @@ fn a_worker_is_started_before_a_task_falls_due_and_waits_for_it() {
 }
 
 #[test]
+fn a_crowd_due_at_one_instant_gets_its_second_worker_before_it_falls_due() {
+    // The worker that looked whether mtask is here stays, and finds the
+    // crowd as soon as it is scheduled: what follows does not wait on how
+    // fast a worker starts and plans its first step.
+    let c = Cluster::with_mtask("mtask.max_workers = 2\nmtask.worker_idle_timeout = '1h'");
+    c.sql("CREATE TABLE hits (n int, pid int DEFAULT pg_backend_pid())");
+    c.wait_for(WORKERS, "1");
+    // More than one worker starts within the launcher's busy lag (CROWD).
+    // Scheduled for later first, and then made due at one instant in one
+    // quick statement: scheduling them may take seconds on a loaded machine.
+    c.sql(
+        "SELECT count(mtask.schedule_at('crowd ' || i, now() + interval '1 day', 'INSERT INTO hits (n) VALUES (' || i || ')'))
+         FROM generate_series(1, 600) i",
+    );
+    let due = c.sql("SELECT clock_timestamp() + interval '3 seconds'");
+    c.sql(&format!("UPDATE mtask.tasks SET next_run_at = '{due}'"));
+    c.wait_for(WORKERS, "2");
+    let started =
+        c.sql("SELECT string_agg(backend_start::text, ', ') FROM pg_stat_activity WHERE backend_type = 'mtask worker'");
+    let before_due =
+        format!("SELECT bool_and(backend_start < '{due}') FROM pg_stat_activity WHERE backend_type = 'mtask worker'");
+    let started_before_due = c.sql(&before_due);
+    c.wait_for("SELECT count(*) FROM hits", "600");
+    // Before, the second worker started once the first had been busy for
+    // the busy lag, after the crowd was due. Both stayed for it.
+    assert_eq!(started_before_due, "t", "due at {due}, workers started at {started}");
+    assert_eq!(c.sql("SELECT count(DISTINCT pid) FROM hits"), "2");
+}
+
+#[test]
 fn a_waiting_database_gets_the_next_free_worker_before_the_busy_ones_newer_tasks() {
     let c = Cluster::start("mtask.max_workers = 2");
     for db in ["busy", "quiet"] {

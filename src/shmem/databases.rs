@@ -48,6 +48,9 @@ pub struct Database {
     pub next_due: i64,
     /// Lowerings of next_due so far.
     lowered: u32,
+    /// More tasks are due at next_due than one worker starts in the
+    /// launcher's busy lag, as its worker last found.
+    pub crowded: bool,
     runs: u64,
     /// `runs` when its tasks table was last vacuumed.
     vacuumed_at: u64,
@@ -210,6 +213,8 @@ pub fn lower_due(oid: pg_sys::Oid, at: i64) -> Option<bool> {
     let d = find(&mut table, oid)?;
     let sooner = at < d.next_due;
     d.next_due = d.next_due.min(at);
+    // The crowd was due at the time known before; its worker looks again.
+    d.crowded &= !sooner;
     d.lowered = d.lowered.wrapping_add(1);
     // A task here means mtask is here, whatever an early look found.
     if d.known == Known::Absent {
@@ -224,9 +229,19 @@ pub fn lowerings(oid: pg_sys::Oid) -> u32 {
 }
 
 /// A worker of `oid` found the earliest due time `next` in a snapshot
-/// taken after it read `seen` lowerings.
-pub fn publish_due(oid: pg_sys::Oid, seen: u32, next: i64) {
-    update(oid, |d| d.next_due = if d.lowered == seen { next } else { d.next_due.min(next) });
+/// taken after it read `seen` lowerings, and a crowd due with it or not.
+/// A crowd newly found wakes the launcher, which may start a worker more
+/// for it ahead of time.
+pub fn publish_due(oid: pg_sys::Oid, seen: u32, next: i64, crowded: bool) {
+    let mut newly_crowded = false;
+    update(oid, |d| {
+        d.next_due = if d.lowered == seen { next } else { d.next_due.min(next) };
+        newly_crowded = crowded && !d.crowded;
+        d.crowded = crowded;
+    });
+    if newly_crowded {
+        super::pool::wake_launcher();
+    }
 }
 
 /// Counts `n` runs committed in `oid`.

@@ -28,7 +28,7 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 const RESCAN: Duration = Duration::from_secs(60);
 /// A database whose workers are all busy gets one more when a task there has
 /// been due for this long (microseconds) and none took it.
-const BUSY_LAG: i64 = 50_000;
+pub const BUSY_LAG: i64 = 50_000;
 /// How long before a database's next task is due its worker starts, when
 /// it has none and a place is free: a worker takes about a tenth of a
 /// second to fork, connect and plan its claim on a quiet 2-core machine,
@@ -174,9 +174,10 @@ impl Launcher {
         // Databases that want a worker and have none, and databases whose
         // workers are all busy while a task there waits.
         let (mut first, mut more) = (Vec::new(), Vec::new());
-        // Those that have none and a task due within EARLY_START: a worker
-        // if a place is free, but no wait for one, which would take a
-        // place from a database whose task is due already.
+        // Those that have none (or one, and a crowd due) and a task due
+        // within EARLY_START: a worker if a place is free, but no wait for
+        // one, which would take a place from a database whose task is due
+        // already.
         let mut early = Vec::new();
         // Those that waited and do neither any more.
         let mut settled = Vec::new();
@@ -186,9 +187,15 @@ impl Launcher {
             if let Some(t) = held_back {
                 sleep = sleep.min(t.saturating_duration_since(Instant::now()));
             }
-            let alone = !self.slots.iter().any(|s| s.database == oid);
+            let workers = self.slots.iter().filter(|s| s.database == oid).count();
+            let alone = workers == 0;
+            // A crowd gets its second worker ahead of time too: one started
+            // once the first has been busy for BUSY_LAG would come after the
+            // crowd's first hundred milliseconds, to which one worker is
+            // not enough.
+            let wants_early_start = alone || (d.crowded && workers == 1);
             if !enabled || held_back.is_some() || !d.wants_worker(now) {
-                if alone && d.known == Known::Installed && d.next_due != databases::NOTHING_DUE {
+                if wants_early_start && d.known == Known::Installed && d.next_due != databases::NOTHING_DUE {
                     let until_due = d.next_due.saturating_sub(now).max(0);
                     // Until its early start, if it may have one; else (or
                     // if no place is free for it now) until it is due.

@@ -94,8 +94,8 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
         let stepped_at = Instant::now();
         databases::add_runs(database, stepped.runs);
         vacuum.ran(database);
-        if let Found::Nothing { next } = stepped.found {
-            databases::publish_due(database, seen, next.unwrap_or(databases::NOTHING_DUE));
+        if let Found::Nothing { next, crowded } = stepped.found {
+            databases::publish_due(database, seen, next.unwrap_or(databases::NOTHING_DUE), crowded);
         }
         if stepped.retire {
             // The launcher starts a fresh worker when one is needed.
@@ -109,7 +109,7 @@ pub extern "C-unwind" fn mtask_worker_main(arg: pg_sys::Datum) {
         }
         let mut sleep = stepped.sleep;
         match stepped.found {
-            Found::Nothing { next } if stepped.runs == 0 => {
+            Found::Nothing { next, .. } if stepped.runs == 0 => {
                 let now = unsafe { pg_sys::GetCurrentTimestamp() };
                 if next.is_some_and(|t| t <= now) {
                     // Held back: due here, but after a waiting database's task.

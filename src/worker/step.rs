@@ -59,8 +59,9 @@ pub enum Found {
     /// Nothing more it may claim is due. `next` (timestamptz microseconds)
     /// is when to look again: the earliest task due after the horizon (or
     /// now), or None when no task is scheduled. Past when tasks are due
-    /// but held back for another database.
-    Nothing { next: Option<i64> },
+    /// but held back for another database. `crowded`: more tasks are due
+    /// with `next` than one worker starts in the launcher's busy lag.
+    Nothing { next: Option<i64>, crowded: bool },
 }
 
 pub struct Stepper {
@@ -88,8 +89,9 @@ struct At {
 /// What the claim's transaction leaves to do.
 enum Next {
     Sleep(Duration),
-    /// Nothing to claim; the earliest due time after the horizon.
-    Nothing(Option<TimestampWithTimeZone>),
+    /// Nothing to claim; the earliest due time after the horizon, and
+    /// whether a crowd is due with it.
+    Nothing((Option<TimestampWithTimeZone>, bool)),
     /// The schema is not ready: look again after a naptime.
     NotReady,
     /// Run the claimed non-transactional task, outside any transaction.
@@ -202,14 +204,14 @@ impl Stepper {
         let mut found = Found::Work;
         let sleep = match result {
             Ok(Next::Sleep(sleep)) => sleep,
-            Ok(Next::Nothing(next)) => {
-                found = Found::Nothing { next: next.map(i64::from) };
+            Ok(Next::Nothing((next, crowded))) => {
+                found = Found::Nothing { next: next.map(i64::from), crowded };
                 sleep_until(next)
             }
             Ok(Next::NotReady) => {
                 let naptime = guc::naptime();
                 let later = unsafe { pg_sys::GetCurrentTimestamp() }.saturating_add(naptime.as_micros() as i64);
-                found = Found::Nothing { next: Some(later) };
+                found = Found::Nothing { next: Some(later), crowded: false };
                 naptime
             }
             Ok(Next::Retire) => {
