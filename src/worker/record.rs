@@ -319,7 +319,7 @@ const NEXT_DUE: &str = "
 
 /// So many tasks due within the busy lag of each other keep one worker busy
 /// past it: a trivial task takes a worker about 0.1 ms.
-pub const CROWD: i64 = 500;
+const CROWD: i64 = 500;
 
 /// The next task due after the horizon (or now), if any, and whether a
 /// crowd of tasks is due with it.
