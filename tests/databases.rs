@@ -141,6 +141,38 @@ fn a_crowd_due_at_one_instant_gets_its_second_worker_before_it_falls_due() {
     assert_eq!(c.sql("SELECT count(DISTINCT pid) FROM hits"), "2");
 }
 
+/// A worker that has found mtask but not yet looked at the tasks is not a
+/// busy one: the launcher did start a second (which then stayed, idle) when
+/// it came round in that gap, as it did when the first step was slow on a
+/// loaded machine.
+#[test]
+fn a_worker_yet_to_take_its_first_step_gets_no_second_one() {
+    let c = Cluster::with_mtask("mtask.enabled = off\nmtask.max_workers = 3\nmtask.worker_idle_timeout = '1h'");
+    c.sql("CREATE TABLE hits (pid int DEFAULT pg_backend_pid())");
+    // Its first step waits on this lock, after it has said mtask is here.
+    let mut holder = std::process::Command::new(common::pg_bin().join("psql"))
+        .args(["-X", "-q", &c.conninfo(), "-c", "BEGIN", "-c", "LOCK TABLE mtask.tasks"])
+        .args(["-c", "SELECT pg_sleep(3600)"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql starts");
+    c.wait_for("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'", "1");
+    c.enable_mtask();
+    c.wait_for(&format!("{WORKERS} AND wait_event_type = 'Lock'"), "1");
+    // CREATE EXTENSION elsewhere makes the launcher come round, and start
+    // a worker there. With the fault, this database had taken all three
+    // places by then, one every 50 ms, and that one never came.
+    c.sql("CREATE DATABASE other");
+    c.sql_in("other", "CREATE EXTENSION mtask");
+    c.wait_for(&format!("{WORKERS} AND datname = 'other'"), "1");
+    c.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'");
+    let _ = holder.wait();
+    // Past its first step, it runs what comes due, alone.
+    c.sql("SELECT mtask.schedule_at('after', now(), 'INSERT INTO hits DEFAULT VALUES')");
+    c.wait_for("SELECT count(*) FROM hits", "1");
+    assert_eq!(c.sql(&format!("{WORKERS} AND datname = 'postgres'")), "1");
+}
+
 #[test]
 fn a_waiting_database_gets_the_next_free_worker_before_the_busy_ones_newer_tasks() {
     let c = Cluster::start("mtask.max_workers = 2");

@@ -1,8 +1,8 @@
 //! The pool's slots and the launcher:
 //! - per slot, the database the launcher gave it (its worker leaves when
 //!   that changes), the worker in it (so that a commit can set its latch:
-//!   background workers cannot LISTEN), and whether that worker is idle
-//!   (nothing due) or has left cleanly;
+//!   background workers cannot LISTEN), and whether that worker has taken
+//!   its first step, is idle (nothing due) or has left cleanly;
 //! - the launcher's latch, and a counter of requests to look again at the
 //!   databases (CREATE EXTENSION, a worker's exit);
 //! - the pool's generation, so that workers left behind by a crashed
@@ -22,7 +22,7 @@ const NO_PROC: i32 = -1;
 static WORKERS: PgAtomic<[AtomicI32; MAX_WORKERS]> = unsafe { PgAtomic::new(c"mtask_workers") };
 /// Per slot, the OID of its database, or 0 for a free slot.
 static SLOT_DATABASES: PgAtomic<[AtomicU32; MAX_WORKERS]> = unsafe { PgAtomic::new(c"mtask_slot_databases") };
-/// Per slot, IDLE and LEFT.
+/// Per slot, IDLE, LEFT and STEPPED; 0 while its worker starts.
 static SLOT_STATE: PgAtomic<[AtomicU32; MAX_WORKERS]> = unsafe { PgAtomic::new(c"mtask_slot_state") };
 static LAUNCHER: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"mtask_launcher") };
 static DROPPING: PgAtomic<[AtomicU32; 8]> = unsafe { PgAtomic::new(c"mtask_dropping") };
@@ -33,6 +33,9 @@ static GENERATION: PgAtomic<AtomicU32> = unsafe { PgAtomic::new(c"mtask_generati
 const IDLE: u32 = 1;
 /// The slot's worker has left of its own accord (it did not crash).
 const LEFT: u32 = 2;
+/// The slot's worker has looked at its tasks once: until then it is on its
+/// way to take what is due, not busy with something else.
+const STEPPED: u32 = 4;
 
 pub fn init() {
     pg_shmem_init!(WORKERS = [const { AtomicI32::new(NO_PROC) }; MAX_WORKERS]);
@@ -83,32 +86,51 @@ pub fn wake_all_workers() {
 /// Whether the worker that was in `slot` left of its own accord, rather
 /// than crashing.
 pub fn left(slot: usize) -> bool {
-    SLOT_STATE.get()[slot].load(Ordering::Acquire) & LEFT != 0
+    slot_state(slot) & LEFT != 0
 }
 
-/// Says whether the worker in `slot` sleeps with nothing due.
+/// Says, at the end of a step, whether the worker in `slot` sleeps with
+/// nothing due.
 pub fn set_idle(slot: usize, idle: bool) {
-    let state = &SLOT_STATE.get()[slot];
-    if idle {
-        state.fetch_or(IDLE, Ordering::AcqRel)
-    } else {
-        state.fetch_and(!IDLE, Ordering::AcqRel)
-    };
+    stepped(slot, if idle { IDLE } else { 0 });
 }
 
-/// The worker in `slot` starts a run. If it was idle, the launcher looks
-/// whether its database needs one more worker: none is idle there now.
+/// The worker in `slot` starts a run. If it was idle, or on its way, the
+/// launcher looks whether its database needs one more worker: this one is
+/// busy now.
 pub fn run_starts(slot: usize) {
-    if SLOT_STATE.get()[slot].fetch_and(!IDLE, Ordering::AcqRel) & IDLE != 0 {
+    let was = stepped(slot, 0);
+    if was & IDLE != 0 || was & STEPPED == 0 {
         wake_launcher();
     }
+}
+
+/// Marks the worker in `slot` as past its first step, idle or not as
+/// `idle` says; returns its state before.
+fn stepped(slot: usize, idle: u32) -> u32 {
+    let update = |state: u32| Some(state & !IDLE | STEPPED | idle);
+    SLOT_STATE.get()[slot].fetch_update(Ordering::AcqRel, Ordering::Acquire, update).unwrap_or_else(|was| was)
+}
+
+fn slot_state(slot: usize) -> u32 {
+    SLOT_STATE.get()[slot].load(Ordering::Acquire)
 }
 
 /// Whether some worker of `database` sleeps with nothing due, and so would
 /// take a task that becomes due at once.
 pub fn has_idle_worker(database: pg_sys::Oid) -> bool {
-    (0..MAX_WORKERS)
-        .any(|slot| slot_database(slot) == database && SLOT_STATE.get()[slot].load(Ordering::Acquire) == IDLE)
+    (0..MAX_WORKERS).any(|slot| slot_database(slot) == database && slot_state(slot) & (IDLE | LEFT) == IDLE)
+}
+
+/// Whether some worker of `database` will take its next due task without
+/// another's help: it is idle, or has yet to take its first step (which a
+/// lock, a slow start or a loaded machine may hold up for long, but a
+/// second worker would wait on the same).
+pub fn has_worker_to_take(database: pg_sys::Oid) -> bool {
+    (0..MAX_WORKERS).any(|slot| {
+        let state = slot_state(slot);
+        slot_database(slot) == database && state & LEFT == 0 && (state & IDLE != 0 || state & STEPPED == 0)
+    })
 }
 
 /// How many slots `database` holds, its workers starting included.

@@ -215,7 +215,7 @@ impl Launcher {
                 }
             } else if alone {
                 first.push(d);
-            } else if d.known == Known::Installed && !shmem::has_idle_worker(oid) {
+            } else if d.known == Known::Installed && !shmem::has_worker_to_take(oid) {
                 // Its workers may take the task yet: look again after the lag.
                 match d.next_due.saturating_add(BUSY_LAG).saturating_sub(now) {
                     ..=0 => more.push(d),
@@ -227,7 +227,9 @@ impl Launcher {
                 // busy (a worker that was idle does, as its run starts):
                 // look again after the lag, in case it needs another.
                 sleep = sleep.min(Duration::from_micros(BUSY_LAG as u64));
-            } else if d.known == Known::Installed && d.waiting_since != 0 {
+            } else if d.known == Known::Installed && d.waiting_since != 0 && shmem::has_idle_worker(oid) {
+                // A worker yet to take its first step ends the wait itself,
+                // as that step starts a run (or finds none to start).
                 settled.push(oid);
             }
         }
