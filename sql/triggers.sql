@@ -44,9 +44,16 @@ BEGIN
 END
 $$;
 
+-- The name check's plan is kept for the session. Made while VACUUM had
+-- left the table with no pages, it was a sequential scan, and each task
+-- scheduled after it read every task before it. With sequential scans off
+-- it can only take tasks_owner_name_key; JIT is off with them, since the
+-- cost that switches a path off would otherwise count as worth compiling.
 CREATE OR REPLACE FUNCTION mtask.tasks_check() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 DECLARE
     schedule_changed boolean;

@@ -315,3 +315,27 @@ fn without_preload_create_extension_works_and_schedule_warns() {
     assert!(warning.contains("shared_preload_libraries"), "{warning}");
     assert_eq!(c.sql("SELECT count(*) FROM mtask.tasks"), "1");
 }
+
+/// Scheduling many tasks in one session into a table that VACUUM has
+/// truncated to nothing stays one index probe per task. The name check's
+/// plan, made while the table was empty, was a sequential scan, and every
+/// task scheduled after it read all the tasks before it: 1,000 tasks, 1,000
+/// scans and 499,500 rows read.
+#[test]
+fn scheduling_into_a_vacuumed_empty_table_does_not_scan_it_per_task() {
+    let c = Cluster::with_mtask("");
+    c.sql("SELECT mtask.schedule_at('first', now() + interval '1 day', 'SELECT 1')");
+    c.sql("DELETE FROM mtask.tasks");
+    c.sql("VACUUM mtask.tasks");
+    assert_eq!(c.sql("SELECT relpages FROM pg_class WHERE oid = 'mtask.tasks'::regclass"), "0");
+    let scans = c.sql(
+        "BEGIN;
+         SELECT count(mtask.schedule_at('t' || i, now() + interval '1 day', 'SELECT 1')) FROM generate_series(1, 1000) i;
+         SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'mtask.tasks'::regclass;
+         COMMIT",
+    );
+    // psql prints each statement's result: the count, then the scans.
+    let scans: i64 = scans.lines().last().unwrap().parse().unwrap();
+    assert!(scans < 10, "sequential scans of mtask.tasks: {scans}");
+    assert_eq!(c.sql("SELECT count(*) FROM mtask.tasks"), "1000");
+}
