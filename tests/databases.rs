@@ -150,13 +150,7 @@ fn a_worker_yet_to_take_its_first_step_gets_no_second_one() {
     let c = Cluster::with_mtask("mtask.enabled = off\nmtask.max_workers = 3\nmtask.worker_idle_timeout = '1h'");
     c.sql("CREATE TABLE hits (pid int DEFAULT pg_backend_pid())");
     // Its first step waits on this lock, after it has said mtask is here.
-    let mut holder = std::process::Command::new(common::pg_bin().join("psql"))
-        .args(["-X", "-q", &c.conninfo(), "-c", "BEGIN", "-c", "LOCK TABLE mtask.tasks"])
-        .args(["-c", "SELECT pg_sleep(3600)"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("psql starts");
-    c.wait_for("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'", "1");
+    let lock = c.hold("LOCK TABLE mtask.tasks");
     c.enable_mtask();
     c.wait_for(&format!("{WORKERS} AND wait_event_type = 'Lock'"), "1");
     // CREATE EXTENSION elsewhere makes the launcher come round, and start
@@ -165,8 +159,7 @@ fn a_worker_yet_to_take_its_first_step_gets_no_second_one() {
     c.sql("CREATE DATABASE other");
     c.sql_in("other", "CREATE EXTENSION mtask");
     c.wait_for(&format!("{WORKERS} AND datname = 'other'"), "1");
-    c.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'");
-    let _ = holder.wait();
+    lock.release();
     // Past its first step, it runs what comes due, alone.
     c.sql("SELECT mtask.schedule_at('after', now(), 'INSERT INTO hits DEFAULT VALUES')");
     c.wait_for("SELECT count(*) FROM hits", "1");

@@ -301,19 +301,11 @@ fn a_due_task_behind_more_locked_ones_than_one_walk_finds_still_runs() {
          FROM generate_series(1, 300) n;
          INSERT INTO mtask.tasks (name, command, start_at) VALUES ('free', $$INSERT INTO hits VALUES ('free')$$, now())",
     );
-    let mut holder = std::process::Command::new(common::pg_bin().join("psql"))
-        .args(["-X", "-q", &c.conninfo(), "-c", "BEGIN", "-c"])
-        .arg("SELECT count(*) FROM (SELECT FROM mtask.tasks WHERE name LIKE 'locked%' FOR UPDATE) l")
-        .args(["-c", "SELECT pg_sleep(3600)"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("psql starts");
-    c.wait_for("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'", "1");
+    let locks = c.hold("SELECT count(*) FROM (SELECT FROM mtask.tasks WHERE name LIKE 'locked%' FOR UPDATE) l");
     c.enable_mtask();
     c.wait_for("SELECT count(*) FROM hits WHERE task = 'free'", "1");
     assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 'locked'"), "0");
-    c.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3600)'");
-    let _ = holder.wait();
+    locks.release();
     // Once the locks go, the others run, each once.
     c.wait_for("SELECT count(*) FROM mtask.tasks WHERE status = 'done'", "301");
     assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 'locked'"), "300");

@@ -119,7 +119,7 @@ fn slot_state(slot: usize) -> u32 {
 /// Whether some worker of `database` sleeps with nothing due, and so would
 /// take a task that becomes due at once.
 pub fn has_idle_worker(database: pg_sys::Oid) -> bool {
-    (0..MAX_WORKERS).any(|slot| slot_database(slot) == database && slot_state(slot) & (IDLE | LEFT) == IDLE)
+    has_worker(database, |state| state & IDLE != 0)
 }
 
 /// Whether some worker of `database` will take its next due task without
@@ -127,10 +127,13 @@ pub fn has_idle_worker(database: pg_sys::Oid) -> bool {
 /// lock, a slow start or a loaded machine may hold up for long, but a
 /// second worker would wait on the same).
 pub fn has_worker_to_take(database: pg_sys::Oid) -> bool {
-    (0..MAX_WORKERS).any(|slot| {
-        let state = slot_state(slot);
-        slot_database(slot) == database && state & LEFT == 0 && (state & IDLE != 0 || state & STEPPED == 0)
-    })
+    has_worker(database, |state| state & IDLE != 0 || state & STEPPED == 0)
+}
+
+/// Whether some worker of `database` that has not left is in a state
+/// `wanted` accepts.
+fn has_worker(database: pg_sys::Oid, wanted: impl Fn(u32) -> bool) -> bool {
+    (0..MAX_WORKERS).filter(|slot| slot_database(*slot) == database).map(slot_state).any(|s| s & LEFT == 0 && wanted(s))
 }
 
 /// How many slots `database` holds, its workers starting included.

@@ -222,10 +222,11 @@ impl Launcher {
                     lag => sleep = sleep.min(Duration::from_micros(lag as u64)),
                 }
             } else if d.known == Known::Unknown {
-                // Its worker has yet to say whether mtask is there. Nothing
-                // else would wake the launcher if that worker then stays
-                // busy (a worker that was idle does, as its run starts):
-                // look again after the lag, in case it needs another.
+                // Its worker has yet to say whether mtask is there. A worker
+                // wakes the launcher as its first run starts, and as its
+                // first after idling, but not one already past both (busy
+                // when CREATE EXTENSION asked for a new look): look again
+                // after the lag, in case it needs another.
                 sleep = sleep.min(Duration::from_micros(BUSY_LAG as u64));
             } else if d.known == Known::Installed && d.waiting_since != 0 && shmem::has_idle_worker(oid) {
                 // A worker yet to take its first step ends the wait itself,

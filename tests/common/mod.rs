@@ -308,6 +308,18 @@ impl Cluster {
         self.sql("SELECT pg_reload_conf()");
     }
 
+    /// Opens a transaction in `postgres` that runs `statement` and then
+    /// sleeps, keeping what it took (locks, rows) until `release`.
+    pub fn hold(&self, statement: &str) -> Held<'_> {
+        let psql = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", &self.conninfo(), "-c", "BEGIN", "-c", statement, "-c", HOLDER])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql starts");
+        self.wait_for(&format!("SELECT count(*) FROM pg_stat_activity WHERE query = '{HOLDER}'"), "1");
+        Held { cluster: self, psql }
+    }
+
     /// A libpq connection string for the `postgres` database as `postgres`.
     pub fn conninfo(&self) -> String {
         format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
@@ -439,5 +451,21 @@ pub fn assert_error(result: Result<String, SqlError>, sqlstate: &str, needles: &
                 assert!(e.text.contains(n), "{n:?} not in:\n{}", e.text);
             }
         }
+    }
+}
+
+const HOLDER: &str = "SELECT pg_sleep(3600)";
+
+/// A transaction `Cluster::hold` keeps open.
+pub struct Held<'a> {
+    cluster: &'a Cluster,
+    psql: std::process::Child,
+}
+
+impl Held<'_> {
+    /// Ends the transaction, and with it what it held.
+    pub fn release(mut self) {
+        self.cluster.sql(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = '{HOLDER}'"));
+        let _ = self.psql.wait();
     }
 }
