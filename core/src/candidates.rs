@@ -22,6 +22,27 @@ use std::time::{Duration, Instant};
 pub const WALK: usize = 256;
 /// How long found candidates stay good.
 pub const MAX_AGE: Duration = Duration::from_millis(50);
+/// The most candidates one statement claims. Tasks claimed ahead of their
+/// turn wait behind the runs before them, where one of them may turn out
+/// long; fewer would each pay more of a claim statement's setup.
+pub const MAX_AHEAD: usize = 16;
+
+/// How many of the next candidates, this one first, a step claims in one
+/// statement: after `ran` runs in `elapsed`, as many as the rest of its
+/// `budget` fits at that pace, and no more than `room` (what the batch may
+/// still take) or `MAX_AHEAD`. A step's first task is claimed alone: the
+/// step knows nothing yet of how long its tasks take, and the first may be
+/// long, or one that runs outside the transaction.
+pub fn claim_ahead(ran: usize, elapsed: Duration, budget: Duration, room: usize) -> usize {
+    let most = room.clamp(1, MAX_AHEAD);
+    if ran == 0 {
+        return 1;
+    }
+    let pace = elapsed / ran as u32;
+    let free = budget.saturating_sub(elapsed);
+    let fits = if pace.is_zero() { most } else { (free.as_nanos() / pace.as_nanos()) as usize };
+    fits.clamp(1, most)
+}
 
 pub struct Candidates<T> {
     ids: VecDeque<T>,
@@ -62,6 +83,12 @@ impl<T> Candidates<T> {
     /// The last candidate given was claimed (and ran, or was passed over).
     pub fn took(&mut self) {
         self.took = true;
+    }
+
+    /// The next `n` candidates after the one last given, as they are,
+    /// without walking for more.
+    pub fn upcoming(&self, n: usize) -> impl Iterator<Item = &T> {
+        self.ids.iter().take(n)
     }
 
     /// The next candidate; None when this step has no more to claim.
@@ -192,6 +219,45 @@ mod tests {
         assert_eq!(due.next(&mut c, t), Some(3));
         assert_eq!(due.next(&mut c, t), Some(1));
         assert_eq!(due.walks, vec![(WALK, 0), (WALK, 0)]);
+    }
+
+    #[test]
+    fn upcoming_candidates_are_looked_at_not_taken() {
+        let t = Instant::now();
+        let mut due = Due::new(5);
+        let mut c = Candidates::default();
+        c.begin_step(t);
+        assert_eq!(due.next(&mut c, t), Some(1));
+        assert_eq!(c.upcoming(3).copied().collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(c.upcoming(10).count(), 4);
+        assert_eq!(due.next(&mut c, t), Some(2));
+        assert_eq!(due.walks.len(), 1);
+    }
+
+    #[test]
+    fn a_steps_first_task_is_claimed_alone() {
+        assert_eq!(claim_ahead(0, Duration::ZERO, Duration::from_millis(5), 64), 1);
+    }
+
+    #[test]
+    fn quick_runs_claim_as_many_as_the_rest_of_the_budget_fits() {
+        let ms = Duration::from_millis;
+        // 0.1 ms a run so far, 4 ms left: 40 fit, at most MAX_AHEAD.
+        assert_eq!(claim_ahead(10, ms(1), ms(5), 64), MAX_AHEAD);
+        // 0.5 ms a run, 1 ms left: two.
+        assert_eq!(claim_ahead(8, ms(4), ms(5), 64), 2);
+        // No more than the batch has room for.
+        assert_eq!(claim_ahead(10, ms(1), ms(5), 3), 3);
+        // Runs too quick to time fill the room.
+        assert_eq!(claim_ahead(4, Duration::ZERO, ms(5), 64), MAX_AHEAD);
+    }
+
+    #[test]
+    fn slow_runs_or_a_spent_budget_claim_one_at_a_time() {
+        let ms = Duration::from_millis;
+        assert_eq!(claim_ahead(1, ms(3), ms(5), 64), 1);
+        assert_eq!(claim_ahead(3, ms(6), ms(5), 64), 1);
+        assert_eq!(claim_ahead(3, ms(1), ms(5), 0), 1);
     }
 
     #[test]
