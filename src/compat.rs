@@ -106,3 +106,25 @@ pub fn report_stats(force: bool) {
         pg_sys::pgstat_report_stat(force);
     }
 }
+
+/// Fetches the row version at `tuple.t_self` if `snapshot` sees it, pinning
+/// its buffer (which the caller releases) only then: 15 added `keep_buf`,
+/// whose `false` is what 14's `heap_fetch` always did.
+///
+/// # Safety
+/// As `heap_fetch`: `relation` open and locked, `tuple.t_self` set.
+pub unsafe fn heap_fetch(
+    relation: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    tuple: &mut pg_sys::HeapTupleData,
+    buffer: &mut pg_sys::Buffer,
+) -> bool {
+    #[cfg(feature = "pg14")]
+    unsafe {
+        pg_sys::heap_fetch(relation, snapshot, tuple, buffer)
+    }
+    #[cfg(not(feature = "pg14"))]
+    unsafe {
+        pg_sys::heap_fetch(relation, snapshot, tuple, buffer, false)
+    }
+}

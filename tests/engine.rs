@@ -38,6 +38,34 @@ fn a_long_task_does_not_hold_up_others() {
     assert_eq!(c.sql(long), "1", "the long task is still running");
 }
 
+/// A worker locks the next few due tasks ahead of their turn once its runs
+/// are quick. A run before a task's turn may still pause it, in the very
+/// transaction that holds that lock: the paused task must not run. Each of
+/// 10 groups has a pauser among quick tasks, so that some pauser is not the
+/// last of the tasks one statement locked.
+#[test]
+fn a_task_paused_by_a_run_before_its_turn_does_not_run() {
+    let c = Cluster::with_hits("mtask.max_workers = 1\nmtask.worker_idle_timeout = '1h'");
+    // A worker whose plans are made: its first runs are slow.
+    c.sql("SELECT mtask.schedule_at('warm' || n, now(), $$INSERT INTO hits VALUES ('warm')$$) FROM generate_series(1, 50) n");
+    c.wait_for("SELECT count(*) FROM hits WHERE task = 'warm'", "50");
+    c.sql(
+        "SELECT mtask.schedule_at(name, now() + interval '1 second', command)
+           FROM generate_series(1, 10) g,
+                LATERAL (VALUES (1, 't' || g || '_1', $$INSERT INTO hits VALUES ('t')$$),
+                                (2, 't' || g || '_2', $$INSERT INTO hits VALUES ('t')$$),
+                                (3, 'pauser' || g, format($$SELECT mtask.pause(name) FROM mtask.tasks
+                                                           WHERE name LIKE 'b%s\\_%%'$$, g)),
+                                (4, 'b' || g || '_1', $$INSERT INTO hits VALUES ('b')$$),
+                                (5, 'b' || g || '_2', $$INSERT INTO hits VALUES ('b')$$)) AS t (k, name, command)
+          ORDER BY g, k",
+    );
+    c.wait_for("SELECT count(*) FROM mtask.tasks WHERE name LIKE 'pauser%' AND status = 'done'", "10");
+    assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 't'"), "20");
+    assert_eq!(c.sql("SELECT count(*) FROM mtask.tasks WHERE name LIKE 'b%' AND status = 'paused'"), "20");
+    assert_eq!(c.sql("SELECT count(*) FROM hits WHERE task = 'b'"), "0");
+}
+
 #[test]
 fn when_the_pool_is_full_tasks_wait_in_due_order() {
     let c = Cluster::with_hits("mtask.max_workers = 2");

@@ -156,10 +156,8 @@ fn candidates_sql(restore: Restore) -> &'static str {
 }
 
 /// Locks one candidate, if it is still due and no other worker has it
-/// (SKIP LOCKED), and says which version of its row it locked. Each task is
-/// claimed only when its turn in the batch comes, so that the candidates
-/// not yet reached stay free for other workers, and a long task holds up no
-/// other's start.
+/// (SKIP LOCKED), and says which version of its row it locked: a task
+/// whose lock taken ahead no longer holds the row's current version.
 ///
 /// It reads no more than the version: the walk read the rest, and setting
 /// up a statement that returns the whole row cost more than running it.
@@ -177,6 +175,27 @@ fn claim_sql(restore: Restore) -> &'static str {
              FOR UPDATE SKIP LOCKED"
         )
     })
+}
+
+/// Locks those of the candidates `$2` (ids) that are still due and that no
+/// other worker has, as `claim_sql` locks one, and says which version of
+/// each row it locked and where (`ahead.rs`). With `first`, only the first
+/// of them in `$2`'s order: the candidates before it are gone, and those
+/// after it are left free.
+fn claim_ahead_sql(restore: Restore, first: bool) -> &'static str {
+    static ALL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    static FIRST: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    fn make(due: &str, order: &str) -> String {
+        format!(
+            "SELECT id, xmin::text::bigint, ctid, tableoid::oid FROM mtask.tasks
+             WHERE id = ANY ($2) AND status || '' = 'scheduled' AND {due}
+             {order} FOR UPDATE SKIP LOCKED"
+        )
+    }
+    match first {
+        false => for_restore(&ALL, restore, |due| make(due, "")),
+        true => for_restore(&FIRST, restore, |due| make(due, "ORDER BY array_position($2, id) LIMIT 1")),
+    }
 }
 
 /// A task by id, locked, whatever its status: to record what became of a
@@ -222,6 +241,44 @@ pub fn claim(
         Some(xmin) if xmin == row.xmin => Ok(Some(row)),
         Some(_) => by_id(client, row.id),
     }
+}
+
+/// A row a claim ahead locked: which task, which version, where, and in
+/// which table.
+pub struct Locked {
+    pub id: i64,
+    pub xmin: i64,
+    pub ctid: pg_sys::ItemPointerData,
+    pub table: pg_sys::Oid,
+}
+
+/// Those of tasks `ids` that are still due and free, locked; with `first`,
+/// only the first of them. Planned as the walk is: left to the statistics,
+/// a plan made while the table looked empty read the whole table for each
+/// claim.
+pub fn claim_ahead(
+    client: &mut SpiClient<'_>,
+    ids: &[i64],
+    first: bool,
+    horizon: Option<TimestampWithTimeZone>,
+    restore: Restore,
+) -> SpiResult<Vec<Locked>> {
+    let args = [horizon_arg(horizon), DatumWithOid::from(ids.to_vec())];
+    let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::INT8ARRAYOID];
+    let rows = plans::execute_in_index_order(client, claim_ahead_sql(restore, first), &types, None, &args)?;
+    fn field<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, n: usize, name: &str) -> SpiResult<T> {
+        row.get(n)?.ok_or_else(|| null_in(name))
+    }
+    rows.iter()
+        .map(|row| {
+            Ok(Locked {
+                id: field(row, 1, "id")?,
+                xmin: field(row, 2, "xmin")?,
+                ctid: field(row, 3, "ctid")?,
+                table: field(row, 4, "tableoid")?,
+            })
+        })
+        .collect()
 }
 
 /// Task `id`, locked; None if it is gone.

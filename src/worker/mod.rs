@@ -7,6 +7,7 @@
 //! (`maintenance.rs`) and purges the history (`retention.rs`). A runner
 //! (`runner.rs`, "mtask runner") runs one command in another database.
 
+mod ahead;
 mod boot;
 pub mod claim;
 pub mod finish;

@@ -55,9 +55,9 @@ pub fn execute<'conn>(
 }
 
 /// Runs `sql` as `execute` does, but planned (at its first run, and again
-/// whenever its tables change) with no bitmap scan or sort allowed: for a
-/// walk that must follow an index in its order and stop at its limit,
-/// whatever the statistics say. A path switched off costs ten billion
+/// whenever its tables change) with no sequential or bitmap scan or sort
+/// allowed: for a walk that must follow an index in its order and stop at
+/// its limit, or a lookup of a few keys, whatever the statistics say. A path switched off costs ten billion
 /// until PostgreSQL 18, enough to have JIT compile it (0.3 s) on every
 /// run, so JIT is off too. The settings last only the statement; an ERROR
 /// in it undoes them with its transaction.
@@ -70,7 +70,7 @@ pub fn execute_in_index_order<'conn>(
 ) -> SpiResult<Vec<SpiHeapTupleData<'conn>>> {
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
-        for setting in [c"enable_bitmapscan", c"enable_sort", c"jit"] {
+        for setting in [c"enable_seqscan", c"enable_bitmapscan", c"enable_sort", c"jit"] {
             pg_sys::set_config_option(
                 setting.as_ptr(),
                 c"off".as_ptr(),

@@ -1,19 +1,20 @@
 //! One step of a pool worker: a transaction that finds the first due tasks,
-//! claims them one after another, runs each in a subtransaction of its own,
-//! records them all in one statement, and commits them together; or, for a
-//! non-transactional task, the claim's transaction, the run outside any
-//! transaction, and the record's.
+//! claims them a few at a time (`ahead.rs`), runs each in a subtransaction
+//! of its own, records them all in one statement, and commits them
+//! together; or, for a non-transactional task, the claim's transaction, the
+//! run outside any transaction, and the record's.
 //!
 //! Sharing a commit and a record statement among trivial tasks costs a
 //! fraction of a transaction and a statement each; the time budget keeps
-//! the effects of the first from waiting long for the commit. Each task is
-//! claimed only when its turn comes, so tasks not yet reached stay free for
-//! other workers: a long task holds up no other task's start.
+//! the effects of the first from waiting long for the commit, and the
+//! claims ahead of their turn to the few that the step's pace says fit in
+//! it, so tasks not yet reached stay free for other workers.
 //!
 //! Nothing a single task is or does may stop the step for the others: a
 //! claimed row that cannot be made a `Task`, or whose run cannot be
 //! recorded, is set aside (paused, with why) instead.
 
+use super::ahead::Ahead;
 use super::claim::{self, Task, TaskRow};
 use super::finish::{
     Claimed, Ended, Verdict, WORKER_DIED, crashed, ended, finish, log_start, now, on_board, pause_reason, record_ended,
@@ -26,7 +27,7 @@ use crate::executor::{self, Outcome, session, statements};
 use crate::shmem::databases;
 use crate::{guc, pg_schedule, shmem};
 use chrono::Utc;
-use mtask_core::candidates::Candidates;
+use mtask_core::candidates::{self, Candidates};
 use mtask_core::lifecycle::Decision;
 use mtask_core::states::RunStatus;
 use pgrx::PgSqlErrorCode;
@@ -146,6 +147,7 @@ impl Stepper {
             Spi::connect_mut(|client| {
                 let begun = Instant::now();
                 let mut ran = Vec::with_capacity(batch);
+                let mut ahead = Ahead::default();
                 let next = loop {
                     let walk = |limit, offset| {
                         claim::candidates(client, at.horizon, at.restore, limit, offset)
@@ -162,7 +164,12 @@ impl Stepper {
                         }
                         break Next::Nothing(record::next_due(client, at.horizon).unwrap_or_else(|e| error!("{e}")));
                     };
-                    let stop = match take_one(client, candidate, &claimed, done == 0, at, &self.me, &mut ran) {
+                    let chunk = candidates::claim_ahead(done, begun.elapsed(), BATCH_BUDGET, batch - done);
+                    let taken = match claim(client, &mut ahead, candidate, candidates, chunk, at, slot) {
+                        None => Taken::Gone,
+                        Some(row) => take_one(client, row, &claimed, done == 0, &self.me, &mut ran),
+                    };
+                    let stop = match taken {
                         Taken::Gone => None,
                         Taken::Done => {
                             done += 1;
@@ -277,27 +284,65 @@ fn record_apart(run: &Claimed, outcome: Outcome) -> Duration {
     }
 }
 
-/// Claims `candidate` and runs it (or passes it over) in the current
-/// transaction, adding its run to `ran`; a top-level task only as the
-/// step's first.
+/// `candidate`, locked, as it is now, if it is still due and free. Unless a
+/// claim ahead has tried it, it is tried together with the next of
+/// `candidates` not yet tried (`claim_ahead`).
+fn claim(
+    client: &mut SpiClient<'_>,
+    ahead: &mut Ahead,
+    candidate: TaskRow,
+    candidates: &Candidates<TaskRow>,
+    chunk: usize,
+    at: At,
+    slot: usize,
+) -> Option<TaskRow> {
+    if shmem::claimed_by_another(slot, candidate.id) {
+        return None;
+    }
+    if !ahead.tried(candidate.id) {
+        claim_ahead(client, ahead, &candidate, candidates, chunk, at, slot);
+    }
+    ahead.take(client, candidate, at.horizon, at.restore).unwrap_or_else(|e| error!("{e}"))
+}
+
+/// Locks `candidate` and the next of `candidates` not yet tried, `chunk` in
+/// all, in one statement; with a `chunk` of one, the first free one of
+/// them, `MAX_AHEAD` in all. Other workers are told of the locks at once.
+fn claim_ahead(
+    client: &mut SpiClient<'_>,
+    ahead: &mut Ahead,
+    candidate: &TaskRow,
+    candidates: &Candidates<TaskRow>,
+    chunk: usize,
+    at: At,
+    slot: usize,
+) {
+    let first = chunk < 2;
+    let window = if first { candidates::MAX_AHEAD } else { chunk };
+    let ids: Vec<i64> = std::iter::once(candidate.id)
+        .chain(candidates.upcoming(window - 1).map(|c| c.id))
+        .filter(|&id| !ahead.tried(id) && !shmem::claimed_by_another(slot, id))
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    for id in ahead.claim(client, &ids, first, at.horizon, at.restore).unwrap_or_else(|e| error!("{e}")) {
+        shmem::claimed(slot, id);
+    }
+}
+
+/// Runs the claimed `row` (or passes it over) in the current transaction,
+/// adding its run to `ran`; a top-level task only as the step's first. A
+/// candidate gone before this left `claimed` as it was: if the transaction
+/// then fails, the run before it is still the one to blame.
 fn take_one(
     client: &mut SpiClient<'_>,
-    candidate: TaskRow,
+    row: TaskRow,
     claimed: &RefCell<Option<Claimed>>,
     first: bool,
-    at: At,
     me: &Me,
     ran: &mut Vec<Ended>,
 ) -> Taken {
-    // A candidate passed leaves `claimed` as it was: if the transaction then
-    // fails, the run before it is still the one to blame.
-    if shmem::claimed_by_another(me.slot, candidate.id) {
-        return Taken::Gone;
-    }
-    let Some(row) = claim::claim(client, candidate, at.horizon, at.restore).unwrap_or_else(|e| error!("{e}")) else {
-        return Taken::Gone;
-    };
-    shmem::claimed(me.slot, row.id);
     let task = match Task::from_row(&row) {
         Ok(task) => task,
         Err(why) => {
