@@ -75,10 +75,7 @@ impl Ahead {
         restore: Restore,
     ) -> SpiResult<Option<TaskRow>> {
         match self.locked.remove(&row.id) {
-            Some(locked) if is_current(&locked) => match locked.xmin == row.xmin {
-                true => Ok(Some(row)),
-                false => claim::by_id(client, row.id),
-            },
+            Some(locked) if is_current(&locked) => claim::as_locked(client, row, locked.xmin),
             Some(_) => claim::claim(client, row, horizon, restore),
             None => {
                 self.missed.remove(&row.id);

@@ -238,8 +238,16 @@ pub fn claim(
     let rows = plans::execute(client, claim_sql(restore), &types, Some(1), &args)?;
     match plans::first::<i64>(&rows)? {
         None => Ok(None),
-        Some(xmin) if xmin == row.xmin => Ok(Some(row)),
-        Some(_) => by_id(client, row.id),
+        Some(xmin) => as_locked(client, row, xmin),
+    }
+}
+
+/// Candidate `row` as the version `xmin` that a claim locked: the row
+/// itself when the walk read that version, else read again.
+pub fn as_locked(client: &mut SpiClient<'_>, row: TaskRow, xmin: i64) -> SpiResult<Option<TaskRow>> {
+    match xmin == row.xmin {
+        true => Ok(Some(row)),
+        false => by_id(client, row.id),
     }
 }
 

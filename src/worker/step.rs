@@ -319,13 +319,15 @@ fn claim_ahead(
 ) {
     let first = chunk < 2;
     let window = if first { candidates::MAX_AHEAD } else { chunk };
+    // `claim` has already looked at the candidate itself.
     let ids: Vec<i64> = std::iter::once(candidate.id)
-        .chain(candidates.upcoming(window - 1).map(|c| c.id))
-        .filter(|&id| !ahead.tried(id) && !shmem::claimed_by_another(slot, id))
+        .chain(
+            candidates
+                .upcoming(window - 1)
+                .map(|c| c.id)
+                .filter(|&id| !ahead.tried(id) && !shmem::claimed_by_another(slot, id)),
+        )
         .collect();
-    if ids.is_empty() {
-        return;
-    }
     for id in ahead.claim(client, &ids, first, at.horizon, at.restore).unwrap_or_else(|e| error!("{e}")) {
         shmem::claimed(slot, id);
     }
