@@ -104,17 +104,21 @@ rss_by_pid() {
 # Their sum.
 rss_anon_kb() { rss_by_pid | sum_of_figures; }
 
-# Each worker's floor: its least rss_by_pid over five readings 0.2 s apart,
-# for the workers in all five. A purge round holds a few MB while its
-# statement runs (its hash and sort of up to 10,000 run ids, seen with
-# pg_log_backend_memory_contexts) and gives them back when it ends; one
-# reading that lands in it is not growth. A leak raises the floor.
+# Each worker's floor: its least RssAnon over five readings 0.2 s apart,
+# the rss_by_pid reading $1 the first of them, for the workers in all five.
+# A purge round holds a few MB while its statement runs (its hash and sort
+# of up to 10,000 run ids, seen with pg_log_backend_memory_contexts) and
+# gives them back when it ends; one reading that lands in it is not
+# growth. A leak raises the floor.
 rss_floor_by_pid() {
     local i
-    for i in 1 2 3 4 5; do
-        rss_by_pid
-        [ "$i" = 5 ] || sleep 0.2
-    done | awk '{ if (!($1 in m) || $2 < m[$1]) m[$1] = $2; n[$1]++ } END { for (p in m) if (n[p] == 5) print p, m[p] }' | sort -n
+    {
+        echo "$1"
+        for i in 2 3 4 5; do
+            sleep 0.2
+            rss_by_pid
+        done
+    } | awk '{ if (!($1 in m) || $2 < m[$1]) m[$1] = $2; n[$1]++ } END { for (p in m) if (n[p] == 5) print p, m[p] }' | sort -n
 }
 
 # rss_by_pid's lines as a JSON object.
@@ -291,7 +295,7 @@ if want memory; then
     for tenth in $(seq 1 10); do
         wait_count "SELECT coalesce(sum(run_count), 0) FROM mtask.tasks" $((MEMORY_RUNS * tenth / 10))
         reading=$(rss_by_pid)
-        workers=$(rss_floor_by_pid)
+        workers=$(rss_floor_by_pid "$reading")
         kb=$(sum_of_figures <<<"$workers")
         samples+=("[$(sql "SELECT sum(run_count) FROM mtask.tasks"), $kb, $(rss_json "$workers"), $(rss_json "$reading")]")
         log "memory: sample $tenth of 10: ${samples[-1]}"
