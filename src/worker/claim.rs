@@ -20,7 +20,7 @@ use pgrx::PgSqlErrorCode;
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::pg_sys::PgBuiltInOids;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiError, SpiHeapTupleData, SpiResult};
+use pgrx::spi::{SpiClient, SpiError, SpiResult};
 use std::sync::OnceLock;
 
 /// Declares `TaskRow`, one field per column the claim reads (`req`: never
@@ -36,7 +36,7 @@ macro_rules! task_row {
         const SELECT_LIST: &str = concat!($($sql, ", ",)+ "NULL");
 
         impl TaskRow {
-            fn read(row: &SpiHeapTupleData) -> SpiResult<TaskRow> {
+            fn read(row: &plans::Row) -> SpiResult<TaskRow> {
                 let mut ordinal = 0;
                 Ok(TaskRow {
                     $($field: {
@@ -274,7 +274,7 @@ pub fn claim_ahead(
     let args = [horizon_arg(horizon), DatumWithOid::from(ids.to_vec())];
     let types = [PgBuiltInOids::TIMESTAMPTZOID, PgBuiltInOids::INT8ARRAYOID];
     let rows = plans::execute_in_index_order(client, claim_ahead_sql(restore, first), &types, None, &args)?;
-    fn field<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, n: usize, name: &str) -> SpiResult<T> {
+    fn field<T: FromDatum + IntoDatum>(row: &plans::Row, n: usize, name: &str) -> SpiResult<T> {
         row.get(n)?.ok_or_else(|| null_in(name))
     }
     rows.iter()

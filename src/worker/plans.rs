@@ -8,12 +8,14 @@
 //! record statement, whose parameters are arrays of one element or a few:
 //! that planning cost more than the statement.
 
-use pgrx::datum::DatumWithOid;
+use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
+use pgrx::memcxt::PgMemoryContexts;
 use pgrx::pg_sys::{self, PgBuiltInOids};
-use pgrx::spi::{SpiClient, SpiError, SpiHeapTupleData, SpiResult};
+use pgrx::spi::{SpiClient, SpiError, SpiResult};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::marker::PhantomData;
 
 thread_local! {
     static PLANS: RefCell<HashMap<&'static str, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
@@ -28,7 +30,7 @@ pub fn execute<'conn>(
     types: &[PgBuiltInOids],
     limit: Option<i64>,
     args: &[DatumWithOid],
-) -> SpiResult<Vec<SpiHeapTupleData<'conn>>> {
+) -> SpiResult<Vec<Row<'conn>>> {
     let plan = PLANS.with_borrow_mut(|plans| -> SpiResult<pg_sys::SPIPlanPtr> {
         if let Some(plan) = plans.get(sql) {
             return Ok(*plan);
@@ -45,12 +47,48 @@ pub fn execute<'conn>(
         if table.is_null() {
             return Ok(Vec::new());
         }
-        (0..pg_sys::SPI_processed as usize)
-            .map(|i| {
-                SpiHeapTupleData::new((*table).tupdesc, *(*table).vals.add(i))
-                    .map(|row| row.expect("SPI returned a row with its descriptor"))
-            })
-            .collect()
+        Ok((0..pg_sys::SPI_processed as usize).map(|i| Row::new((*table).tupdesc, *(*table).vals.add(i))).collect())
+    }
+}
+
+/// A row a kept plan returned, its columns taken out all at once.
+/// pgrx's `SpiHeapTupleData` takes each by `heap_getattr`, which, past the
+/// first NULL or variable-length column, walks the row from its start: a
+/// claim's row of thirty-odd columns cost the square of that, 2.6% of a
+/// burst's worker time in `nocachegetattr` alone.
+pub struct Row<'conn> {
+    values: Vec<(pg_sys::Datum, bool)>,
+    types: Vec<pg_sys::Oid>,
+    /// The values point into the SPI connection's memory.
+    _in: PhantomData<&'conn ()>,
+}
+
+impl Row<'_> {
+    unsafe fn new(tupdesc: pg_sys::TupleDesc, tuple: pg_sys::HeapTuple) -> Self {
+        unsafe {
+            let natts = (*tupdesc).natts as usize;
+            let mut values = vec![pg_sys::Datum::from(0usize); natts];
+            let mut nulls = vec![false; natts];
+            pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let types = (1..=natts as i32).map(|i| pg_sys::SPI_gettypeid(tupdesc, i)).collect();
+            Row { values: values.into_iter().zip(nulls).collect(), types, _in: PhantomData }
+        }
+    }
+
+    /// Column `ordinal` (from 1), as pgrx's `SpiHeapTupleData::get` gives it:
+    /// copied out of the SPI connection's memory, and refused if its type
+    /// is not `T`'s.
+    pub fn get<T: IntoDatum + FromDatum>(&self, ordinal: usize) -> SpiResult<Option<T>> {
+        let (Some(&(datum, null)), Some(&oid)) = (self.values.get(ordinal - 1), self.types.get(ordinal - 1)) else {
+            return Err(SpiError::SpiError(pgrx::spi::SpiErrorCodes::NoAttribute));
+        };
+        if null {
+            return Ok(None);
+        }
+        unsafe {
+            let outside = PgMemoryContexts::CurrentMemoryContext.parent().expect("SPI runs in a child context");
+            T::try_from_datum_in_memory_context(outside, datum, false, oid).map_err(SpiError::DatumError)
+        }
     }
 }
 
@@ -67,7 +105,7 @@ pub fn execute_in_index_order<'conn>(
     types: &[PgBuiltInOids],
     limit: Option<i64>,
     args: &[DatumWithOid],
-) -> SpiResult<Vec<SpiHeapTupleData<'conn>>> {
+) -> SpiResult<Vec<Row<'conn>>> {
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
         for setting in [c"enable_seqscan", c"enable_bitmapscan", c"enable_sort", c"jit"] {
@@ -120,7 +158,7 @@ pub fn run(plan: pg_sys::SPIPlanPtr, args: &[DatumWithOid], limit: Option<i64>) 
 }
 
 /// The first column of the first row, if there is one.
-pub fn first<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(rows: &[SpiHeapTupleData]) -> SpiResult<Option<T>> {
+pub fn first<T: FromDatum + IntoDatum>(rows: &[Row]) -> SpiResult<Option<T>> {
     match rows.first() {
         Some(row) => row.get(1),
         None => Ok(None),
