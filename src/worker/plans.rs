@@ -57,9 +57,11 @@ pub fn execute<'conn>(
 /// claim's row of thirty-odd columns cost the square of that, 2.6% of a
 /// burst's worker time in `nocachegetattr` alone.
 pub struct Row<'conn> {
-    values: Vec<(pg_sys::Datum, bool)>,
-    types: Vec<pg_sys::Oid>,
-    /// The values point into the SPI connection's memory.
+    /// SPI's descriptor of the rows, which says each column's type.
+    tupdesc: pg_sys::TupleDesc,
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    /// The values and the descriptor live in the SPI connection's memory.
     _in: PhantomData<&'conn ()>,
 }
 
@@ -70,8 +72,7 @@ impl Row<'_> {
             let mut values = vec![pg_sys::Datum::from(0usize); natts];
             let mut nulls = vec![false; natts];
             pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let types = (1..=natts as i32).map(|i| pg_sys::SPI_gettypeid(tupdesc, i)).collect();
-            Row { values: values.into_iter().zip(nulls).collect(), types, _in: PhantomData }
+            Row { tupdesc, values, nulls, _in: PhantomData }
         }
     }
 
@@ -79,13 +80,16 @@ impl Row<'_> {
     /// copied out of the SPI connection's memory, and refused if its type
     /// is not `T`'s.
     pub fn get<T: IntoDatum + FromDatum>(&self, ordinal: usize) -> SpiResult<Option<T>> {
-        let (Some(&(datum, null)), Some(&oid)) = (self.values.get(ordinal - 1), self.types.get(ordinal - 1)) else {
+        // Past the end, or 0, as pgrx refuses it.
+        let at = ordinal.wrapping_sub(1);
+        let (Some(&datum), Some(&null)) = (self.values.get(at), self.nulls.get(at)) else {
             return Err(SpiError::SpiError(pgrx::spi::SpiErrorCodes::NoAttribute));
         };
         if null {
             return Ok(None);
         }
         unsafe {
+            let oid = pg_sys::SPI_gettypeid(self.tupdesc, ordinal as i32);
             let outside = PgMemoryContexts::CurrentMemoryContext.parent().expect("SPI runs in a child context");
             T::try_from_datum_in_memory_context(outside, datum, false, oid).map_err(SpiError::DatumError)
         }
